@@ -17,6 +17,7 @@ export default tseslint.config(
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       complexity: ["error", 15],
       "max-params": ["error", 5],
+      "@typescript-eslint/require-await": "off",
     },
   },
   {

@@ -17,6 +17,8 @@ export interface ControlPlaneOptions {
   detached?: boolean;
   /** Budget for /readyz after start. */
   readyTimeoutMs?: number;
+  /** Extra kube-apiserver flags, e.g. `--watch-cache-sizes=configmaps#0` so a test can expire watches. */
+  extraApiServerArgs?: string[];
 }
 
 export interface ControlPlane {
@@ -66,7 +68,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     detached: opts.detached,
   });
   const server = `https://127.0.0.1:${apiPort}`;
-  const apiArgs = apiServerArgs({ pki, tokenFile, etcdEndpoint, apiPort, certDir: dirs.pki });
+  const apiArgs = [
+    ...apiServerArgs({ pki, tokenFile, etcdEndpoint, apiPort, certDir: dirs.pki }),
+    ...(opts.extraApiServerArgs ?? []),
+  ];
   const kubeconfigPath = join(opts.dir, "kubeconfig");
   await writeKubeconfig(kubeconfigPath, server, pki.caCert, { name: ADMIN_USER, token: adminToken });
   const ca = await readFile(pki.caCert);
