@@ -28,6 +28,15 @@ export interface InformerOptions {
   backoffMaxMs?: number;
   metrics?: RuntimeMetrics;
   logger?: Logger;
+  /**
+   * Applied to every object before it is cached. The default drops metadata.managedFields, which controllers
+   * never read and which is often the largest part of an object (controller-runtime does the same).
+   */
+  transform?: (obj: KubeObject) => void;
+}
+
+export function stripManagedFields(obj: KubeObject): void {
+  delete (obj.metadata as { managedFields?: unknown }).managedFields;
 }
 
 /** Exponential backoff with full jitter: retries spread out instead of arriving together (no storms). */
@@ -65,6 +74,7 @@ export class Informer<T extends KubeObject> {
   private resourceVersion = "";
   private readonly backoff: Backoff;
   private loop: Promise<void> | undefined;
+  private readonly transform: (obj: KubeObject) => void;
   readonly resourceName: string;
 
   constructor(
@@ -73,6 +83,7 @@ export class Informer<T extends KubeObject> {
     private readonly opts: InformerOptions = {},
   ) {
     this.backoff = new Backoff(opts.backoffInitialMs ?? 200, opts.backoffMaxMs ?? 30_000);
+    this.transform = opts.transform ?? stripManagedFields;
     this.resourceName = resource.group ? `${resource.plural}.${resource.group}` : resource.plural;
   }
 
@@ -181,6 +192,7 @@ export class Informer<T extends KubeObject> {
           ? `${this.resource.group}/${this.resource.version}`
           : this.resource.version;
         item.kind ??= this.resource.kind;
+        this.transform(item);
         fresh.set(objectKey(item), item);
       }
       cont = page.metadata.continue || undefined;
@@ -231,6 +243,7 @@ export class Informer<T extends KubeObject> {
         if (rv) this.resourceVersion = rv;
         continue;
       }
+      this.transform(ev.object);
       const key = objectKey(ev.object);
       const old = this.store.get(key);
       if (ev.type === "DELETED") {

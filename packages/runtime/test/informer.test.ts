@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import { waitFor } from "@nio/testbed";
 import { Informer, type InformerEvent } from "../src/informer.js";
-import { createKube, loadKubeConfig, type Kube } from "../src/kube/client.js";
+import { createKube } from "../src/kube/client.js";
+import { loadKubeConfig } from "../src/kube/config.js";
 import type { KubeObject } from "../src/kube/types.js";
 import { createRuntimeMetrics } from "../src/metrics.js";
 import {
@@ -25,12 +26,6 @@ function cm(
   labels?: Record<string, string>,
 ): ConfigMap {
   return { apiVersion: "v1", kind: "ConfigMap", metadata: { name, namespace, labels }, data };
-}
-
-async function createNamespace(kube: Kube, name: string): Promise<void> {
-  await kube
-    .create({ apiVersion: "v1", kind: "Namespace", metadata: { name } } as KubeObject & { kind: string }, {})
-    .catch(() => undefined);
 }
 
 const nsResource = { group: "", version: "v1", plural: "namespaces", kind: "Namespace", namespaced: false };
@@ -179,6 +174,4 @@ describe("Informer (real kube-apiserver)", function () {
       await inf.stop();
     }
   });
-
-  void createNamespace;
 });

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino, { type Logger } from "pino";
 import { controlPlaneBinaries, startControlPlane, type ControlPlane } from "@nio/testbed";
-import { createKube, loadKubeConfig, type Kube } from "../src/kube/client.js";
+import { createKube, type Kube } from "../src/kube/client.js";
+import { loadKubeConfig } from "../src/kube/config.js";
 import type { ResourceType } from "../src/kube/types.js";
 
 export const configMaps: ResourceType = {

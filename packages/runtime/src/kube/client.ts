@@ -1,6 +1,6 @@
 import { Agent, request, type RequestOptions } from "node:https";
 import { request as httpRequest, type IncomingMessage } from "node:http";
-import { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConnection } from "./config.js";
 import { KubeApiError } from "./errors.js";
 import type {
   DeleteOptions,
@@ -56,15 +56,6 @@ const contentTypes: Record<PatchType, string> = {
   apply: "application/apply-patch+yaml",
 };
 
-/** Loads in-cluster configuration inside a pod, else KUBECONFIG / ~/.kube/config. */
-export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
-  else if (process.env.KUBERNETES_SERVICE_HOST && !process.env.KUBECONFIG) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  return kc;
-}
-
 export function resourcePath(res: ResourceType, namespace?: string, name?: string, subresource?: string): string {
   const base = res.group === "" ? `/api/${res.version}` : `/apis/${res.group}/${res.version}`;
   const ns = res.namespaced && namespace ? `/namespaces/${encodeURIComponent(namespace)}` : "";
@@ -88,27 +79,21 @@ interface Transport {
 /** How long TLS/auth options are reused before re-reading them (service-account tokens rotate). */
 const AUTH_REFRESH_MS = 60_000;
 
-function transportFor(kc: KubeConfig, agent: Agent): Transport {
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new Error("kubeconfig has no current cluster");
+function transportFor(conn: KubeConnection, agent: Agent): Transport {
   let cached: { at: number; opts: RequestOptions } | undefined;
   return {
-    server: new URL(cluster.server),
+    server: new URL(conn.server),
     options: async () => {
       if (cached && Date.now() - cached.at < AUTH_REFRESH_MS) return cached.opts;
-      const opts: RequestOptions = { headers: {} };
-      await kc.applyToHTTPSOptions(opts);
-      // applyToHTTPSOptions may set its own agent; we keep ours for connection reuse across requests.
-      const { agent: _ignored, ...rest } = opts as RequestOptions & { agent?: unknown };
-      cached = { at: Date.now(), opts: { ...rest, agent } };
+      cached = { at: Date.now(), opts: { ...(await conn.requestOptions()), agent } };
       return cached.opts;
     },
   };
 }
 
-export function createKube(kc: KubeConfig, opts: { userAgent?: string; maxSockets?: number } = {}): Kube {
+export function createKube(conn: KubeConnection, opts: { userAgent?: string; maxSockets?: number } = {}): Kube {
   const agent = new Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 32 });
-  const transport = transportFor(kc, agent);
+  const transport = transportFor(conn, agent);
   const counts: Record<string, number> = {};
   const listeners: ((verb: string, statusCode: number) => void)[] = [];
   const userAgent = opts.userAgent ?? "nio-runtime";
