@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # openssh-server: the simulated hosts' sshd; openssh-client: ssh-keygen and the nixos-anywhere stand-in;
-# nix-bin: offline Nix; util-linux: unshare; sudo: non-root sshUser on the hosts; openssl: the testbed's PKI.
-debian_packages=(openssh-server openssh-client nix-bin git sudo openssl ca-certificates util-linux procps tar)
+# nix-bin: offline Nix; util-linux: unshare, setpriv; sudo: non-root sshUser on the hosts; openssl: the testbed PKI;
+# jq: the hosts' stand-in tools.
+debian_packages=(openssh-server openssh-client nix-bin git sudo openssl ca-certificates util-linux procps tar jq)
 
 missing=()
 for p in "${debian_packages[@]}"; do
