@@ -8,3 +8,14 @@ export {
 export { waitFor, sleep, run, runChecked, isAlive, type RunResult } from "./util/process.js";
 export { freePort } from "./util/net.js";
 export { repoRoot, cacheDir } from "./util/paths.js";
+export { startTestbed, envFile, type Testbed, type TestbedOptions, type TestbedGit } from "./testbed.js";
+export * from "./hosts/index.js";
+export {
+  startGitServer,
+  createBareRepo,
+  readGitRequestLog,
+  type GitServer,
+  type GitRequestRecord,
+} from "./git-server.js";
+export { GitFixture } from "./git-fixture.js";
+export * from "./nix.js";
