@@ -1,0 +1,165 @@
+/** The three CustomResourceDefinitions, built from the schemas, and their YAML files under crds/. */
+import { stringify } from "yaml";
+import { kubernetesClusterSchema } from "./kubernetescluster.js";
+import { machineSchema } from "./machine.js";
+import { CATEGORY, KUBERNETES_CLUSTER, MACHINE, NIXOS_CONFIGURATION, type KindNames } from "./names.js";
+import { nixosConfigurationSchema } from "./nixosconfiguration.js";
+import { toOpenApi, type JSONSchemaProps } from "./openapi.js";
+import type { ObjectNode } from "./schema.js";
+
+export interface PrinterColumn {
+  name: string;
+  type: "string" | "integer" | "number" | "boolean" | "date";
+  jsonPath: string;
+  description: string;
+  priority?: number;
+}
+
+export interface CustomResourceDefinition {
+  apiVersion: "apiextensions.k8s.io/v1";
+  kind: "CustomResourceDefinition";
+  metadata: { name: string };
+  spec: {
+    group: string;
+    names: {
+      kind: string;
+      listKind: string;
+      plural: string;
+      singular: string;
+      shortNames: string[];
+      categories: string[];
+    };
+    scope: "Namespaced";
+    versions: {
+      name: string;
+      served: boolean;
+      storage: boolean;
+      subresources: { status: Record<string, never> };
+      additionalPrinterColumns: PrinterColumn[];
+      selectableFields?: { jsonPath: string }[];
+      schema: { openAPIV3Schema: JSONSchemaProps };
+    }[];
+  };
+}
+
+const condition = (type: string): string => `.status.conditions[?(@.type=="${type}")].status`;
+
+const age: PrinterColumn = {
+  name: "Age",
+  type: "date",
+  jsonPath: ".metadata.creationTimestamp",
+  description: "Time since the object was created.",
+};
+
+function crd(
+  names: KindNames,
+  schema: ObjectNode,
+  columns: PrinterColumn[],
+  selectableFields?: string[],
+): CustomResourceDefinition {
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: names.crdName },
+    spec: {
+      group: names.group,
+      names: {
+        kind: names.kind,
+        listKind: names.listKind,
+        plural: names.plural,
+        singular: names.singular,
+        shortNames: [...names.shortNames],
+        categories: [CATEGORY],
+      },
+      scope: "Namespaced",
+      versions: [
+        {
+          name: names.version,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [...columns, age],
+          ...(selectableFields ? { selectableFields: selectableFields.map((jsonPath) => ({ jsonPath })) } : {}),
+          schema: { openAPIV3Schema: toOpenApi(schema) },
+        },
+      ],
+    },
+  };
+}
+
+export const machineCrd = crd(MACHINE, machineSchema, [
+  { name: "Hostname", type: "string", jsonPath: ".spec.hostname", description: "Host name of the machine." },
+  { name: "IP", type: "string", jsonPath: ".spec.ipAddress", description: "IP address of the machine." },
+  { name: "Reachable", type: "string", jsonPath: condition("Reachable"), description: "Reachable over SSH." },
+  {
+    name: "Applied Commit",
+    type: "string",
+    jsonPath: ".status.appliedCommit",
+    description: "Git commit the machine runs.",
+  },
+  {
+    name: "Configuration",
+    type: "string",
+    jsonPath: ".status.appliedConfiguration",
+    description: "NixosConfiguration last applied.",
+  },
+]);
+
+export const nixosConfigurationCrd = crd(
+  NIXOS_CONFIGURATION,
+  nixosConfigurationSchema,
+  [
+    { name: "Git Repo", type: "string", jsonPath: ".spec.gitRepo", description: "Git repository of the flake." },
+    { name: "Flake", type: "string", jsonPath: ".spec.flake", description: "Flake attribute applied." },
+    {
+      name: "Target Machine",
+      type: "string",
+      jsonPath: ".spec.machineRef.name",
+      description: "Machine the configuration applies to.",
+    },
+    { name: "Full Install", type: "boolean", jsonPath: ".spec.fullInstall", description: "Install from scratch." },
+    {
+      name: "Applied Commit",
+      type: "string",
+      jsonPath: ".status.appliedCommit",
+      description: "Git commit last applied.",
+    },
+    { name: "Ready", type: "string", jsonPath: condition("Ready"), description: "Ready condition status." },
+  ],
+  [".spec.machineRef.name"],
+);
+
+export const kubernetesClusterCrd = crd(KUBERNETES_CLUSTER, kubernetesClusterSchema, [
+  { name: "Phase", type: "string", jsonPath: ".status.phase", description: "Summary of the cluster's state." },
+  {
+    name: "Control Plane",
+    type: "string",
+    jsonPath: ".status.controlPlaneReady",
+    description: "Ready control-plane nodes of desired.",
+  },
+  {
+    name: "Data Plane",
+    type: "string",
+    jsonPath: ".status.dataPlaneReady",
+    description: "Ready workers of desired.",
+  },
+  { name: "Endpoint", type: "string", jsonPath: ".status.endpoint", description: "API server URL." },
+]);
+
+export const CRDS = [machineCrd, nixosConfigurationCrd, kubernetesClusterCrd] as const;
+
+export const CRD_FILE_HEADER = "# generated by pnpm gen:crds; do not edit\n";
+
+export interface CrdFile {
+  /** File name under crds/, e.g. machines.nio.homystack.com.yaml. */
+  name: string;
+  content: string;
+}
+
+/** The crds/*.yaml files, deterministically rendered. */
+export function renderCrdFiles(): CrdFile[] {
+  return CRDS.map((c) => ({
+    name: `${c.metadata.name}.yaml`,
+    content: CRD_FILE_HEADER + stringify(c, { lineWidth: 0, aliasDuplicateObjects: false }),
+  }));
+}
