@@ -138,6 +138,15 @@ export const nixosConfigurationStatusSchema = obj({
     lastAppliedTime: dateTime("When appliedCommit was applied."),
     targetMachine: str({ description: "Name of the Machine the configuration is applied to.", maxLength: 253 }),
     fullInstallCompleted: bool({ description: "Whether the full install (nixos-anywhere) has completed." }),
+    appliedDigest: str({
+      description:
+        "Digest of everything the last complete apply used: commit, flake, subdirectory and the content of additionalFiles and hostFiles, referenced Secrets included. A different desired digest re-applies; an equal one never does.",
+      maxLength: 80,
+    }),
+    lastHandledReinstallAt: str({
+      description: "The value of the nio.homystack.com/reinstall-requested-at annotation the last full install handled.",
+      maxLength: 256,
+    }),
     lastAttempt: obj({
       description: "The last apply attempt, successful or not (secrets redacted).",
       properties: {
