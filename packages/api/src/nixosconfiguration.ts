@@ -144,7 +144,8 @@ export const nixosConfigurationStatusSchema = obj({
       maxLength: 80,
     }),
     lastHandledReinstallAt: str({
-      description: "The value of the nio.homystack.com/reinstall-requested-at annotation the last full install handled.",
+      description:
+        "The value of the nio.homystack.com/reinstall-requested-at annotation the last full install handled.",
       maxLength: 256,
     }),
     lastAttempt: obj({
