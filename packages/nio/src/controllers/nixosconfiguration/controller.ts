@@ -1,0 +1,413 @@
+import {
+  ANNOTATIONS,
+  ConditionType,
+  FINALIZERS,
+  Reason,
+  formatValidationErrors,
+  validateNixosConfiguration,
+  type MachineStatus,
+  type NixosConfigurationStatus,
+} from "@nio/api";
+import {
+  StalledError,
+  WaitingError,
+  classifyError,
+  ensureFinalizer,
+  formatTime,
+  patchStatus,
+  snapshot,
+  type ConditionContext,
+  type Controller,
+  type EventRecorder,
+  type Informer,
+  type Kube,
+  type Manager,
+  type ObjectKey,
+  type ReconcileContext,
+  type ReconcileResult,
+} from "@nio/runtime";
+import { executeApply, type ApplyOutcome, type ExecutorDeps } from "../../apply/executor.js";
+import { ApplyFailedError } from "../../apply/errors.js";
+import type { KeyedLock, Semaphore } from "../../apply/limits.js";
+import { retryDelayMs, type NioConfig } from "../../config.js";
+import type { FacterReports } from "../../facts.js";
+import { normaliseGitUrl, type GitAuth } from "../../git/index.js";
+import { expectedHostKey, machineTarget, usesSudo } from "../../machine-access.js";
+import type { NioMetrics } from "../../metrics.js";
+import type { RefCache } from "../../refs.js";
+import {
+  machines,
+  nixosConfigurations,
+  type ConfigObject,
+  type MachineObject,
+  type SecretObject,
+} from "../../resources.js";
+import { secretValue } from "../../secrets.js";
+import { computeDesired, redactSecrets, type DesiredState } from "./desired.js";
+import { reconcileDelete } from "./delete.js";
+import { setApplied, setApplying, setFailed, setStalled, setSuspended, setUpToDate, setWaiting } from "./status.js";
+
+export interface ConfigControllerDeps extends ExecutorDeps {
+  kube: Kube;
+  configs: Informer<ConfigObject>;
+  machines: Informer<MachineObject>;
+  secrets: Informer<SecretObject>;
+  config: NioConfig;
+  metrics: NioMetrics;
+  recorder: EventRecorder;
+  facts: FacterReports;
+  refs: RefCache;
+  applies: Semaphore;
+  machineLocks: KeyedLock;
+  /** Failed attempts per configuration and desired digest (NIO_RETRY_MAX_ATTEMPTS bounds them). */
+  failures: Map<string, { digest: string; count: number }>;
+  /** Digest of the last apply this process completed per configuration: guards against a cache not yet updated. */
+  applied: Map<string, string>;
+  now?: () => Date;
+}
+
+export const BY_MACHINE = "config-by-machine";
+export const BY_SECRET = "config-by-secret";
+export const BY_REPO = "config-by-repo";
+
+const nsName = (o: { metadata: { namespace?: string; name?: string } }): string =>
+  `${o.metadata.namespace ?? ""}/${o.metadata.name ?? ""}`;
+
+function referencedSecrets(c: ConfigObject): string[] {
+  const ns = c.metadata.namespace ?? "";
+  const names = [
+    c.spec.credentialsRef?.name,
+    ...(c.spec.additionalFiles ?? []).map((f) => f.value.secretRef?.name),
+    ...(c.spec.hostFiles ?? []).map((f) => f.value.secretRef?.name),
+  ];
+  return [...new Set(names.filter((n): n is string => !!n).map((n) => `${ns}/${n}`))];
+}
+
+export function registerConfigController(mgr: Manager, deps: ConfigControllerDeps): Controller {
+  deps.configs.addIndex(BY_MACHINE, (c) => [`${c.metadata.namespace}/${c.spec.machineRef.name}`]);
+  deps.configs.addIndex(BY_SECRET, referencedSecrets);
+  deps.configs.addIndex(BY_REPO, (c) => {
+    try {
+      return [normaliseGitUrl(c.spec.gitRepo)];
+    } catch {
+      return [];
+    }
+  });
+  const byIndex = (index: string) => (value: string) => deps.configs.byIndex(index, value).map(nsName);
+  return mgr.controller({
+    name: "nixosconfiguration",
+    for: deps.configs,
+    watches: [
+      { informer: deps.machines, map: (m) => byIndex(BY_MACHINE)(nsName(m)) },
+      { informer: deps.secrets, map: (s) => byIndex(BY_SECRET)(nsName(s)) },
+      // Another configuration on the same machine appearing or going away decides a conflict.
+      {
+        informer: deps.configs,
+        map: (c) => byIndex(BY_MACHINE)(`${c.metadata.namespace}/${(c as ConfigObject).spec.machineRef.name}`),
+      },
+    ],
+    concurrency: Math.max(4, deps.config.maxConcurrentApplies * 2),
+    reconcile: (key, ctx) => reconcileConfiguration(deps, key, ctx),
+  });
+}
+
+export interface Scope {
+  cfg: ConfigObject;
+  status: NixosConfigurationStatus;
+  cond: ConditionContext;
+  now: string;
+  key: string;
+}
+
+export async function reconcileConfiguration(
+  deps: ConfigControllerDeps,
+  key: ObjectKey,
+  ctx: ReconcileContext,
+): Promise<ReconcileResult> {
+  const cfg = deps.configs.get(`${key.namespace}/${key.name}`);
+  if (!cfg) {
+    deps.failures.delete(`${key.namespace}/${key.name}`);
+    deps.applied.delete(`${key.namespace}/${key.name}`);
+    return {};
+  }
+  if (!cfg.metadata.deletionTimestamp && !cfg.metadata.finalizers?.includes(FINALIZERS.nio)) {
+    // The update this makes brings the object back through the queue.
+    await ensureFinalizer(deps.kube, nixosConfigurations, cfg, FINALIZERS.nio);
+    return {};
+  }
+  const now = formatTime((deps.now ?? (() => new Date()))());
+  const before = snapshot(cfg);
+  const scope: Scope = {
+    cfg,
+    status: structuredClone(cfg.status ?? {}),
+    now,
+    cond: { generation: cfg.metadata.generation, now },
+    key: nsName(cfg),
+  };
+  try {
+    if (cfg.metadata.deletionTimestamp) return await reconcileDelete(deps, scope, ctx);
+    const result = await reconcileNormal(deps, scope, ctx);
+    scope.status.observedGeneration = cfg.metadata.generation;
+    return result;
+  } catch (err) {
+    return handleError(deps, scope, err, ctx);
+  } finally {
+    await patchStatus(deps.kube, nixosConfigurations, before, scope.status);
+  }
+}
+
+function handleError(deps: ConfigControllerDeps, s: Scope, err: unknown, ctx: ReconcileContext): ReconcileResult {
+  const c = classifyError(err);
+  if (c.kind === "stalled") {
+    if (s.status.conditions?.find((x) => x.type === ConditionType.Stalled)?.message !== c.message) {
+      deps.recorder.event(s.cfg, "Warning", c.reason, c.message);
+    }
+    setStalled(s.status, s.cond, c.reason, c.message);
+    s.status.observedGeneration = s.cfg.metadata.generation;
+    return {};
+  }
+  if (c.kind === "waiting") {
+    setWaiting(s.status, s.cond, c.reason, c.message);
+    ctx.logger.debug({ reason: c.reason }, c.message);
+    return { requeueAfterMs: c.requeueAfterMs ?? 10_000 };
+  }
+  setFailed(s.status, s.cond, { reason: c.reason, message: c.message, now: s.now });
+  throw err;
+}
+
+async function reconcileNormal(deps: ConfigControllerDeps, s: Scope, ctx: ReconcileContext): Promise<ReconcileResult> {
+  const errors = validateNixosConfiguration(s.cfg);
+  if (errors.length) throw new StalledError(Reason.InvalidSpec, formatValidationErrors(errors));
+  const spec = s.cfg.spec;
+  s.status.targetMachine = spec.machineRef.name;
+  const requested = s.cfg.metadata.annotations?.[ANNOTATIONS.reconcileRequestedAt];
+  const fresh = !!requested && requested !== s.status.lastHandledReconcileAt;
+  if (requested) s.status.lastHandledReconcileAt = requested;
+  setSuspended(s.status, s.cond, spec.suspend === true);
+  if (spec.suspend) return {};
+
+  const plan = await planApply(deps, s, fresh);
+  const { desired, install, machine } = plan;
+  const interval = deps.config.configReconcileIntervalSeconds * 1000;
+  if (!install && s.status.appliedDigest === desired.digest) {
+    deps.failures.delete(s.key);
+    setUpToDate(s.status, s.cond, machine.metadata.name ?? "");
+    return { requeueAfterMs: interval };
+  }
+  if (!install && deps.applied.get(s.key) === desired.digest) {
+    // Applied moments ago; the cache has not caught up with our own status write yet. Look again shortly.
+    return { requeueAfterMs: 1_000 };
+  }
+  const failed = deps.failures.get(s.key);
+  if (!fresh && failed?.digest === desired.digest && failed.count >= deps.config.retryMaxAttempts) {
+    // Retries for this exact desired state are used up; a change (commit, spec, Secret) or a requested reconcile
+    // starts over. The failure stays visible in conditions and lastAttempt.
+    return { requeueAfterMs: interval };
+  }
+  return apply(deps, s, plan, ctx);
+}
+
+interface ApplyPlan {
+  machine: MachineObject;
+  desired: DesiredState;
+  install: boolean;
+  reinstallAt?: string;
+}
+
+async function planApply(deps: ConfigControllerDeps, s: Scope, fresh: boolean): Promise<ApplyPlan> {
+  const spec = s.cfg.spec;
+  const machine = readyMachine(deps, s);
+  const commit = await resolveCommit(deps, s, fresh);
+  const desired = computeDesired(spec, spec.flake, commit, {
+    namespace: s.cfg.metadata.namespace ?? "",
+    machine,
+    secrets: deps.secrets,
+    facts: deps.facts,
+  });
+  warnSecretsInStore(deps, s, desired);
+  const reinstallAt = s.cfg.metadata.annotations?.[ANNOTATIONS.reinstallRequestedAt];
+  const reinstall = !!reinstallAt && reinstallAt !== s.status.lastHandledReinstallAt;
+  const install = spec.fullInstall === true && (!s.status.fullInstallCompleted || reinstall);
+  return { machine, desired, install, reinstallAt };
+}
+
+/** The target Machine, provided it exists, is not claimed by an older configuration, and its host key is verified. */
+function readyMachine(deps: ConfigControllerDeps, s: Scope): MachineObject {
+  const ns = s.cfg.metadata.namespace ?? "";
+  const name = s.cfg.spec.machineRef.name;
+  const machine = deps.machines.get(`${ns}/${name}`);
+  if (!machine) throw new WaitingError(Reason.MachineNotFound, `Machine ${ns}/${name} not found`, 30_000);
+  const rivals = deps.configs
+    .byIndex(BY_MACHINE, `${ns}/${name}`)
+    .filter((c) => c.metadata.uid !== s.cfg.metadata.uid && !c.metadata.deletionTimestamp);
+  const owner = [s.cfg, ...rivals].sort(olderFirst)[0];
+  if (owner && owner.metadata.uid !== s.cfg.metadata.uid) {
+    throw new StalledError(
+      Reason.MachineConflict,
+      `Machine ${name} is already targeted by NixosConfiguration ${owner.metadata.name}; one machine runs one configuration`,
+    );
+  }
+  const hostKey = machine.status?.conditions?.find((c) => c.type === ConditionType.HostKeyVerified);
+  if (hostKey?.status === "False") {
+    throw new WaitingError(Reason.HostKeyMismatch, `Machine ${name}: ${hostKey.message}`, 60_000);
+  }
+  if (!expectedHostKey(machine)) {
+    throw new WaitingError(
+      Reason.Progressing,
+      `waiting for the first contact with Machine ${name} (host key not recorded yet)`,
+      2_000,
+    );
+  }
+  return machine;
+}
+
+function olderFirst(a: ConfigObject, b: ConfigObject): number {
+  const ta = a.metadata.creationTimestamp ?? "";
+  const tb = b.metadata.creationTimestamp ?? "";
+  if (ta !== tb) return ta < tb ? -1 : 1;
+  return (a.metadata.name ?? "") < (b.metadata.name ?? "") ? -1 : 1;
+}
+
+export function gitAuth(deps: ConfigControllerDeps, cfg: ConfigObject): GitAuth | undefined {
+  const ref = cfg.spec.credentialsRef;
+  if (!ref) return undefined;
+  const ns = cfg.metadata.namespace ?? "";
+  const token = secretValue(deps.secrets, ns, ref.name, "token").toString("utf8").trim();
+  const secret = deps.secrets.get(`${ns}/${ref.name}`);
+  const username = secret?.data?.username
+    ? Buffer.from(secret.data.username, "base64").toString("utf8").trim()
+    : undefined;
+  return username ? { token, username } : { token };
+}
+
+export async function resolveCommit(deps: ConfigControllerDeps, s: Scope, fresh: boolean): Promise<string> {
+  const spec = s.cfg.spec;
+  try {
+    const resolved = await deps.refs.resolve(spec.gitRepo, spec.ref, gitAuth(deps, s.cfg), { fresh });
+    return resolved.commit;
+  } catch (err) {
+    const c = classifyError(err);
+    if (c.kind === "stalled" || c.kind === "waiting") throw err;
+    deps.metrics.configurationsFailed.inc({ reason: Reason.GitError });
+    throw new WaitingError(
+      c.reason === "AuthFailed" ? Reason.GitAuthenticationFailed : Reason.GitError,
+      c.message,
+      retryDelayMs(deps.config, 2),
+    );
+  }
+}
+
+function warnSecretsInStore(deps: ConfigControllerDeps, s: Scope, d: DesiredState): void {
+  if (!d.secretsInFlake.length || s.status.observedGeneration === s.cfg.metadata.generation) return;
+  deps.recorder.event(
+    s.cfg,
+    "Warning",
+    "SecretInNixStore",
+    `additionalFiles ${d.secretsInFlake.join(", ")} come from Secrets and will be copied into the world-readable Nix store; deliver secrets with hostFiles instead`,
+  );
+}
+
+async function apply(
+  deps: ConfigControllerDeps,
+  s: Scope,
+  plan: ApplyPlan,
+  ctx: ReconcileContext,
+): Promise<ReconcileResult> {
+  const { machine, desired } = plan;
+  const opts = { install: plan.install };
+  const machineName = machine.metadata.name ?? "";
+  const releaseMachine = await deps.machineLocks.acquire(nsName(machine));
+  const releaseSlot = await deps.applies.acquire();
+  try {
+    setApplying(s.status, s.cond, desired.commit, machineName, s.now);
+    await patchStatus(deps.kube, nixosConfigurations, s.cfg, s.status);
+    const outcome = await executeApply(deps, {
+      mode: opts.install ? "install" : "switch",
+      metricMode: opts.install ? "install" : "switch",
+      target: await machineTarget(machine, deps.secrets, deps.config),
+      expectedHostKey: expectedHostKey(machine),
+      sudo: usesSudo(machine),
+      git: { url: s.cfg.spec.gitRepo, auth: gitAuth(deps, s.cfg), ref: s.cfg.spec.ref },
+      desired,
+      writeHostFiles: true,
+      signal: ctx.signal,
+      logger: ctx.logger,
+    });
+    await recordSuccess(deps, s, plan, outcome);
+    return { requeueAfterMs: deps.config.configReconcileIntervalSeconds * 1000 };
+  } catch (err) {
+    return recordFailure(deps, s, desired, err, ctx);
+  } finally {
+    releaseSlot();
+    releaseMachine();
+  }
+}
+
+async function recordSuccess(
+  deps: ConfigControllerDeps,
+  s: Scope,
+  plan: ApplyPlan,
+  outcome: ApplyOutcome,
+): Promise<void> {
+  const { machine, desired } = plan;
+  const opts = { install: plan.install, reinstallAt: plan.reinstallAt };
+  const machineName = machine.metadata.name ?? "";
+  const logTail = redactSecrets(outcome.logTail, desired.secretValues);
+  setApplied(s.status, s.cond, {
+    commit: desired.commit,
+    digest: desired.digest,
+    now: s.now,
+    machine: machineName,
+    logTail,
+    installed: opts.install,
+  });
+  if (opts.install && opts.reinstallAt) s.status.lastHandledReinstallAt = opts.reinstallAt;
+  deps.failures.delete(s.key);
+  deps.applied.set(s.key, desired.digest);
+  deps.metrics.configurationsApplied.inc();
+  const machineStatus: MachineStatus = {
+    ...structuredClone(machine.status ?? {}),
+    hasConfiguration: true,
+    appliedConfiguration: s.cfg.metadata.name,
+    appliedCommit: desired.commit,
+    lastAppliedTime: s.now,
+    ...(outcome.currentSystem ? { currentSystem: outcome.currentSystem } : {}),
+    ...(outcome.newHostKey ? { sshHostKey: outcome.newHostKey } : {}),
+  };
+  await patchStatus(deps.kube, machines, machine, machineStatus);
+  deps.recorder.event(
+    s.cfg,
+    "Normal",
+    opts.install ? "Installed" : "Applied",
+    `${opts.install ? "installed" : "applied"} commit ${desired.commit.slice(0, 12)} (${s.cfg.spec.flake}) on Machine ${machineName}`,
+  );
+}
+
+function recordFailure(
+  deps: ConfigControllerDeps,
+  s: Scope,
+  desired: DesiredState,
+  err: unknown,
+  ctx: ReconcileContext,
+): ReconcileResult {
+  const c = classifyError(err);
+  const logTail = err instanceof ApplyFailedError ? redactSecrets(err.logTail, desired.secretValues) : undefined;
+  const message = redactSecrets(c.message, desired.secretValues);
+  if (c.kind === "stalled") throw err;
+  const previous = deps.failures.get(s.key);
+  const count = previous?.digest === desired.digest ? previous.count + 1 : 1;
+  deps.failures.set(s.key, { digest: desired.digest, count });
+  setFailed(s.status, s.cond, {
+    commit: desired.commit,
+    reason: c.reason,
+    message: `${message}${count >= deps.config.retryMaxAttempts ? ` (attempt ${count} of ${deps.config.retryMaxAttempts}; no more retries until something changes)` : ""}`,
+    logTail,
+    now: s.now,
+    result: c.reason === "ConnectionLost" ? "Unknown" : "Failed",
+  });
+  deps.metrics.configurationsFailed.inc({ reason: c.reason });
+  deps.recorder.event(s.cfg, "Warning", c.reason, message);
+  ctx.logger.warn({ reason: c.reason, commit: desired.commit, attempt: count }, "apply failed");
+  s.status.observedGeneration = s.cfg.metadata.generation;
+  return { requeueAfterMs: retryDelayMs(deps.config, count - 1) };
+}
