@@ -346,6 +346,25 @@ describe("simulated NixOS hosts", function () {
       }
     });
 
+    it("instant apply: no Nix evaluation, still recorded, switches to a deterministic fake system", async () => {
+      await copyFlake(c, flakeV1, "/var/lib/nio/src/instant", tmp);
+      await c.setInstantApply(true);
+      try {
+        const res = await sshExec(c, "nixos-rebuild switch --flake path:/var/lib/nio/src/instant#web");
+        expect(res.code, res.stderr).to.equal(0);
+        expect(res.stderr).to.contain("evaluation skipped");
+        const rec = (await c.rebuildRecords()).pop();
+        expect(rec).to.include({ result: "success", attr: "web" });
+        expect(rec?.systemPath).to.match(/^\/nix\/store\/[0-9a-f]{32}-nixos-system-web$/);
+        expect(await c.currentSystem()).to.equal(rec?.systemPath);
+        const again = await sshExec(c, "nixos-rebuild switch --flake path:/var/lib/nio/src/instant#web");
+        expect(again.code).to.equal(0);
+        expect((await c.rebuildRecords()).pop()?.systemPath, "same source, same system").to.equal(rec?.systemPath);
+      } finally {
+        await c.setInstantApply(false);
+      }
+    });
+
     it("failing apply: the given exit code and stderr, /run/current-system unchanged", async () => {
       const current = await c.currentSystem();
       await copyFlake(c, flakeV2, "/var/lib/nio/src/v2", tmp);

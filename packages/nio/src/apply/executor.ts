@@ -116,7 +116,7 @@ async function switchOver(deps: ExecutorDeps, req: ApplyRequest, ws: Workspace):
   const timeoutMs = deps.config.applyTimeoutSeconds * 1000;
   try {
     const remoteDir = `${REMOTE_SRC_DIR}/${ws.contentHash}`;
-    await session.uploadTar(ws.tarStream(), remoteDir, { sudo: req.sudo });
+    await session.uploadTar(() => ws.tarStream(), remoteDir, { sudo: req.sudo });
     await writeHostFiles(session, req);
     const argv = ["nixos-rebuild", "switch", "--flake", flakeUri(`path:${remoteDir}`, req)];
     let result: ExecResult;

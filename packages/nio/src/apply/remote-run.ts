@@ -12,7 +12,7 @@ const START = [
   'mkdir -p "$d" && rm -f "$d/status" "$d/status.tmp" && : > "$d/log" || exit 125',
   `setsid sh -c 'd=$1; shift; "$@" > "$d/log" 2>&1 < /dev/null; echo $? > "$d/status.tmp"; mv "$d/status.tmp" "$d/status"' nio-run "$d" "$@" < /dev/null > /dev/null 2>&1 &`,
   'echo $! > "$d/pid"',
-  'tail -n +1 --pid=$! -f "$d/log"',
+  'tail -s 0.2 -n +1 --pid=$! -f "$d/log"',
   'while [ ! -f "$d/status" ]; do sleep 0.2; done',
   'exit "$(cat "$d/status")"',
 ].join("\n");

@@ -1,5 +1,5 @@
 /** Opening SSH connections with ssh2: host key verified during the key exchange, failures typed. */
-import { Client, utils, type ConnectConfig, type ParsedKey } from "ssh2";
+import ssh2, { type ConnectConfig, type ParsedKey } from "ssh2";
 
 import {
   endpoint,
@@ -22,6 +22,9 @@ import type {
   SshSession,
   SshTarget,
 } from "./types.js";
+
+// ssh2 is CommonJS: under Node's ESM loader only its default export exists at run time.
+const { Client, utils } = ssh2;
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export const DEFAULT_KEEPALIVE_INTERVAL_MS = 15_000;

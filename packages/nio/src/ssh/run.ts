@@ -184,6 +184,13 @@ class CommandRun {
   }
 
   private onClose(): void {
+    // A fast command's exit status can arrive in the same read as the channel confirmation, before our "exit"
+    // listener exists; ssh2 still records it on the channel, so read it from there.
+    if (this.exit === undefined) {
+      const recorded = (this.channel as unknown as { _exit?: { code?: number | null; signal?: string } })._exit;
+      if (recorded && (typeof recorded.code === "number" || recorded.signal))
+        this.onExit(recorded.code ?? null, recorded.signal);
+    }
     this.output.finish();
     this.releaseStdin();
     if (this.interruption !== undefined) return; // interrupt() settles once the kill is done
@@ -200,7 +207,8 @@ class CommandRun {
   }
 
   private interrupt(why: Interruption): void {
-    if (this.settled || this.interruption !== undefined) return;
+    // Once the exit status is in, the command is over: let the close that follows settle the result.
+    if (this.settled || this.interruption !== undefined || this.exit !== undefined) return;
     this.interruption = why;
     clearTimeout(this.timer);
     void this.conn

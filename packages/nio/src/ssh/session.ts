@@ -12,7 +12,7 @@ import {
   SshSudoError,
 } from "./errors.js";
 import { parentPath, remotePath } from "./paths.js";
-import { remoteCommand } from "./quote.js";
+import { commandLabel, remoteCommand } from "./quote.js";
 import { runCommand, takeInput, type ChannelOpener, type Input, type RunOptions, type RunResult } from "./run.js";
 import * as scripts from "./scripts.js";
 import type {
@@ -49,8 +49,9 @@ function randomSuffix(): string {
   return randomBytes(8).toString("hex");
 }
 
+/** The first line of stderr (usually the cause; later ones tend to be summaries like "tar: Exiting with failure…"). */
 function firstLine(text: string): string {
-  const line = text.trim().split("\n").pop() ?? "";
+  const line = text.trim().split("\n")[0] ?? "";
   return line.length > 500 ? `${line.slice(0, 500)}…` : line;
 }
 
@@ -88,8 +89,7 @@ export class Ssh2Session implements SshSession, ChannelOpener {
   }
 
   async exec(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
-    const program = argv[0] ?? "";
-    const res = await this.run(argv, { ...opts, label: JSON.stringify(program) });
+    const res = await this.run(argv, { ...opts, label: commandLabel(argv) });
     return {
       code: res.code,
       ...(res.signal !== undefined ? { signal: res.signal } : {}),

@@ -67,6 +67,8 @@ export interface Host {
 
   /** nixos-rebuild sleeps this many seconds before doing anything; 0 turns it off. */
   setSlowApply(seconds: number): Promise<void>;
+  /** Benchmarks: nixos-rebuild skips the Nix evaluation and switches to a deterministic fake system at once. */
+  setInstantApply(on: boolean): Promise<void>;
   /** nixos-rebuild fails with this exit code and stderr; undefined turns it off. */
   setFailingApply(f?: FailingApply): Promise<void>;
   /** Regenerates the host key; a running sshd serves the new one when this resolves. Returns the new public key. */
@@ -246,6 +248,12 @@ export class SimulatedHost implements Host {
     const path = join(this.layout.controlDir, "slow-apply");
     if (seconds === 0) await rm(path, { force: true });
     else await writeAtomic(path, `${seconds}\n`);
+  }
+
+  async setInstantApply(on: boolean): Promise<void> {
+    const path = join(this.layout.controlDir, "instant-apply");
+    if (on) await writeAtomic(path, "1\n");
+    else await rm(path, { force: true });
   }
 
   async setFailingApply(f?: FailingApply): Promise<void> {

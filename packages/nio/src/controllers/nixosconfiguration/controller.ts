@@ -61,9 +61,18 @@ export interface ConfigControllerDeps extends ExecutorDeps {
   machineLocks: KeyedLock;
   /** Failed attempts per configuration and desired digest (NIO_RETRY_MAX_ATTEMPTS bounds them). */
   failures: Map<string, { digest: string; count: number }>;
-  /** Digest of the last apply this process completed per configuration: guards against a cache not yet updated. */
-  applied: Map<string, string>;
+  /**
+   * What this process last completed per configuration (digest, install, handled reinstall request): guards against
+   * acting again on a cached object that does not show our own status write yet.
+   */
+  applied: Map<string, AppliedRecord>;
   now?: () => Date;
+}
+
+export interface AppliedRecord {
+  digest: string;
+  installed: boolean;
+  reinstallAt?: string;
 }
 
 export const BY_MACHINE = "config-by-machine";
@@ -180,9 +189,7 @@ async function reconcileNormal(deps: ConfigControllerDeps, s: Scope, ctx: Reconc
   if (errors.length) throw new StalledError(Reason.InvalidSpec, formatValidationErrors(errors));
   const spec = s.cfg.spec;
   s.status.targetMachine = spec.machineRef.name;
-  const requested = s.cfg.metadata.annotations?.[ANNOTATIONS.reconcileRequestedAt];
-  const fresh = !!requested && requested !== s.status.lastHandledReconcileAt;
-  if (requested) s.status.lastHandledReconcileAt = requested;
+  const fresh = acknowledgeRequest(s);
   setSuspended(s.status, s.cond, spec.suspend === true);
   if (spec.suspend) return {};
 
@@ -194,7 +201,7 @@ async function reconcileNormal(deps: ConfigControllerDeps, s: Scope, ctx: Reconc
     setUpToDate(s.status, s.cond, machine.metadata.name ?? "");
     return { requeueAfterMs: interval };
   }
-  if (!install && deps.applied.get(s.key) === desired.digest) {
+  if (!install && deps.applied.get(s.key)?.digest === desired.digest) {
     // Applied moments ago; the cache has not caught up with our own status write yet. Look again shortly.
     return { requeueAfterMs: 1_000 };
   }
@@ -225,10 +232,22 @@ async function planApply(deps: ConfigControllerDeps, s: Scope, fresh: boolean): 
     facts: deps.facts,
   });
   warnSecretsInStore(deps, s, desired);
+  const memory = deps.applied.get(s.key);
   const reinstallAt = s.cfg.metadata.annotations?.[ANNOTATIONS.reinstallRequestedAt];
-  const reinstall = !!reinstallAt && reinstallAt !== s.status.lastHandledReinstallAt;
-  const install = spec.fullInstall === true && (!s.status.fullInstallCompleted || reinstall);
+  const handled = [s.status.lastHandledReinstallAt, memory?.reinstallAt];
+  const reinstall = !!reinstallAt && !handled.includes(reinstallAt);
+  const installed = s.status.fullInstallCompleted === true || memory?.installed === true;
+  const install = spec.fullInstall === true && (!installed || reinstall);
   return { machine, desired, install, reinstallAt };
+}
+
+/** Echoes the reconcile-requested-at annotation into status; true when it carries a value not handled before. */
+function acknowledgeRequest(s: Scope): boolean {
+  const requested = s.cfg.metadata.annotations?.[ANNOTATIONS.reconcileRequestedAt];
+  if (!requested) return false;
+  const fresh = requested !== s.status.lastHandledReconcileAt;
+  s.status.lastHandledReconcileAt = requested;
+  return fresh;
 }
 
 /** The target Machine, provided it exists, is not claimed by an older configuration, and its host key is verified. */
@@ -363,7 +382,11 @@ async function recordSuccess(
   });
   if (opts.install && opts.reinstallAt) s.status.lastHandledReinstallAt = opts.reinstallAt;
   deps.failures.delete(s.key);
-  deps.applied.set(s.key, desired.digest);
+  deps.applied.set(s.key, {
+    digest: desired.digest,
+    installed: opts.install || deps.applied.get(s.key)?.installed === true,
+    reinstallAt: opts.install ? opts.reinstallAt : deps.applied.get(s.key)?.reinstallAt,
+  });
   deps.metrics.configurationsApplied.inc();
   const machineStatus: MachineStatus = {
     ...structuredClone(machine.status ?? {}),
@@ -407,7 +430,7 @@ function recordFailure(
   });
   deps.metrics.configurationsFailed.inc({ reason: c.reason });
   deps.recorder.event(s.cfg, "Warning", c.reason, message);
-  ctx.logger.warn({ reason: c.reason, commit: desired.commit, attempt: count }, "apply failed");
+  ctx.logger.warn({ reason: c.reason, commit: desired.commit, attempt: count, error: message }, "apply failed");
   s.status.observedGeneration = s.cfg.metadata.generation;
   return { requeueAfterMs: retryDelayMs(deps.config, count - 1) };
 }
