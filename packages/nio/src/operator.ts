@@ -115,6 +115,7 @@ export function createNio(opts: NioOptions = {}): Nio {
     machineLocks: new KeyedLock(),
     failures: new Map(),
     applied: new Map(),
+    reconcileErrors: manager.metrics.reconcileErrors,
     nixosAnywhere: opts.nixosAnywhere,
   });
 

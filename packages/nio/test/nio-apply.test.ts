@@ -120,6 +120,44 @@ describe("NIO: the seed's usage flow on the testbed", function () {
     expect(cfg.status?.lastAttempt?.logTail ?? "").to.not.contain("rotated-password");
   });
 
+  it("emits the seed's metrics, and they moved during these tests", async () => {
+    const text = await (await fetch(`http://127.0.0.1:${env.nio.manager.ports().metrics}/metrics`)).text();
+    const value = (name: string): number =>
+      text
+        .split("\n")
+        .filter((l) => (l.startsWith(`${name} `) || l.startsWith(`${name}{`)) && !l.startsWith("#"))
+        .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+    expect(value("nio_machines_total")).to.equal(1);
+    expect(value("nio_machines_discoverable")).to.equal(1);
+    expect(value("nio_configurations_applied_total")).to.equal(3);
+    expect(value("nio_reconcile_duration_seconds_count")).to.be.greaterThan(3);
+    expect(value("nio_ssh_connections_total")).to.be.greaterThan(3);
+    // Two commits, two fetches: the re-apply after the Secret change reused the cached tree.
+    expect(value("nio_git_clones_total")).to.equal(2);
+    expect(value("nio_nixos_builds_total")).to.equal(3);
+    expect(value("nio_nixos_build_duration_seconds_count")).to.equal(3);
+    expect(text).to.contain("# TYPE nio_configurations_failed_total counter");
+    expect(text).to.contain("# TYPE nio_reconcile_errors_total counter");
+  });
+
+  it("warns that a secretRef in additionalFiles enters the Nix store", async () => {
+    const events = await env.kubectl([
+      "get",
+      "events",
+      "-n",
+      NS,
+      "--field-selector",
+      "involvedObject.name=worker-config",
+      "-o",
+      "json",
+    ]);
+    const reasons = (JSON.parse(events) as { items: { reason: string; type: string; message: string }[] }).items;
+    const warning = reasons.find((e) => e.reason === "SecretInNixStore");
+    expect(warning?.type).to.equal("Warning");
+    expect(warning?.message).to.contain("secrets/database-password");
+    expect(reasons.map((e) => e.reason)).to.include("Applied");
+  });
+
   it("shows progress with printer columns a user reads", async () => {
     const out = await env.kubectl(["get", "nixosconfigurations", "-n", NS]);
     expect(out).to.match(/worker-config\s+\S+fleet\.git\s+\.#worker\s+worker-01\s+false\s+[0-9a-f]{7,}/);

@@ -111,12 +111,16 @@ async function writeHostFiles(session: SshSession, req: ApplyRequest): Promise<v
 }
 
 async function switchOver(deps: ExecutorDeps, req: ApplyRequest, ws: Workspace): Promise<ApplyOutcome> {
+  const t0 = Date.now();
+  const step = (name: string): void => req.logger.debug({ step: name, ms: Date.now() - t0 }, "apply step");
   let session = await connect(deps, req, req.expectedHostKey);
+  step("connected");
   const runDir = `${REMOTE_RUN_DIR}/${Date.now()}-${randomBytes(4).toString("hex")}`;
   const timeoutMs = deps.config.applyTimeoutSeconds * 1000;
   try {
     const remoteDir = `${REMOTE_SRC_DIR}/${ws.contentHash}`;
     await session.uploadTar(() => ws.tarStream(), remoteDir, { sudo: req.sudo });
+    step("uploaded");
     await writeHostFiles(session, req);
     const argv = ["nixos-rebuild", "switch", "--flake", flakeUri(`path:${remoteDir}`, req)];
     let result: ExecResult;
@@ -151,8 +155,10 @@ async function switchOver(deps: ExecutorDeps, req: ApplyRequest, ws: Workspace):
         result.code,
       );
     }
+    step("switched");
     const currentSystem = await readCurrentSystem(session);
     await pruneRemote(session, req.sudo, runDir);
+    step("pruned");
     return { currentSystem, logTail: result.tail };
   } finally {
     session.close();

@@ -66,6 +66,8 @@ export interface ConfigControllerDeps extends ExecutorDeps {
    * acting again on a cached object that does not show our own status write yet.
    */
   applied: Map<string, AppliedRecord>;
+  /** The runtime's `nio_reconcile_errors_total`: a failed apply is a reconcile error even though it is requeued. */
+  reconcileErrors?: { inc(labels: { controller: string; reason: string }): void };
   now?: () => Date;
 }
 
@@ -429,6 +431,7 @@ function recordFailure(
     result: c.reason === "ConnectionLost" ? "Unknown" : "Failed",
   });
   deps.metrics.configurationsFailed.inc({ reason: c.reason });
+  deps.reconcileErrors?.inc({ controller: "nixosconfiguration", reason: c.reason });
   deps.recorder.event(s.cfg, "Warning", c.reason, message);
   ctx.logger.warn({ reason: c.reason, commit: desired.commit, attempt: count, error: message }, "apply failed");
   s.status.observedGeneration = s.cfg.metadata.generation;
