@@ -77,6 +77,12 @@ export const GIT_URL = {
       message: "must not contain credentials (user@ or user:password@); put them in the Secret named by credentialsRef",
       check: (s) => !/^[A-Za-z][-A-Za-z0-9+.]*:\/\/[^/]*@/u.test(s),
     },
+    {
+      name: "noDotSegmentsInUrl",
+      rule: "!self.matches('^[A-Za-z][-A-Za-z0-9+.]*://[^/]*(/[^/]*)*/[.][.]?(/|$)')",
+      message: "must not contain '.' or '..' path segments",
+      check: (s) => !/^[A-Za-z][-A-Za-z0-9+.]*:\/\/[^/]*(\/[^/]*)*\/\.\.?(\/|$)/u.test(s),
+    },
   ],
 } as const satisfies StringFormat;
 
@@ -191,14 +197,17 @@ export const FILE_MODE = {
   patternMessage: 'must be an octal file mode such as "0400" or "600" (no setuid, setgid or sticky bits)',
 } as const satisfies StringFormat;
 
-/** An OpenSSH public key line: key type, base64 key, optional comment of printable ASCII. */
+/**
+ * An OpenSSH public key line: key type, base64 key, optional comment of letters, digits, spaces and `-._@+=:`.
+ * 4096 characters hold an RSA key of 16384 bits.
+ */
 export const SSH_PUBLIC_KEY = {
-  maxLength: 16384,
+  maxLength: 4096,
   pattern:
-    "^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh[.]com|sk-ecdsa-sha2-nistp256@openssh[.]com) [A-Za-z0-9+/]+={0,2}( [ -~]*)?$",
+    "^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh[.]com|sk-ecdsa-sha2-nistp256@openssh[.]com) [A-Za-z0-9+/]+={0,2}( [-A-Za-z0-9._@+=: ]*)?$",
   patternName: "sshPublicKey",
   patternMessage:
-    "must be an OpenSSH public key line: '<type> <base64>' with an optional comment (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521 or sk-* types)",
+    "must be an OpenSSH public key line: '<type> <base64>' with an optional comment of letters, digits, spaces and -._@+=: (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256/384/521 or sk-* types)",
 } as const satisfies StringFormat;
 
 /** A Linux network interface name (at most 15 characters). */

@@ -71,6 +71,10 @@ const machine = cases("Machine", [
   ["sshHostKey not a key", "spec.sshHostKey", "not a key", "sshPublicKey"],
   ["sshHostKey with a newline", "spec.sshHostKey", `${ED25519}\n${ED25519}`, "sshPublicKey"],
   ["sshHostKey too long", "spec.sshHostKey", `ssh-rsa ${long(16400, "A")}`, "maxLength"],
+  ["sshHostKey oversized key blob", "spec.sshHostKey", `ssh-rsa ${long(10000, "A")}`, "maxLength"],
+  ["sshHostKey comment with a pipe", "spec.sshHostKey", `${ED25519} x | touch /tmp/pwned`, "sshPublicKey"],
+  ["sshHostKey comment with &&", "spec.sshHostKey", `${ED25519} x && touch /tmp/pwned`, "sshPublicKey"],
+  ["sshHostKey comment with $()", "spec.sshHostKey", `${ED25519} $(id)`, "sshPublicKey"],
 ]);
 
 const F = "spec.additionalFiles";
@@ -122,6 +126,9 @@ const nixosConfiguration: BadCase[] = [
     ["gitRepo ftp://", "spec.gitRepo", "ftp://github.com/org/repo.git", "gitUrl"],
     ["gitRepo file://", "spec.gitRepo", "file:///etc/nixos", "gitUrl"],
     ["gitRepo with user:password", "spec.gitRepo", "https://user:secret@github.com/org/repo.git", "noCredentialsInUrl"],
+    ["gitRepo with .. segments", "spec.gitRepo", "https://github.com/org/repo.git/../../../etc", "noDotSegmentsInUrl"],
+    ["gitRepo ending in /..", "spec.gitRepo", "https://github.com/org/..", "noDotSegmentsInUrl"],
+    ["gitRepo with a . segment", "spec.gitRepo", "https://github.com/./org/repo.git", "noDotSegmentsInUrl"],
     ["gitRepo with token@", "spec.gitRepo", "https://ghp_token@github.com/org/repo.git", "noCredentialsInUrl"],
     ["gitRepo with query", "spec.gitRepo", "https://github.com/org/repo.git?ref=x", "gitUrl"],
     ["gitRepo with whitespace", "spec.gitRepo", "https://github.com/org/my repo.git", "gitUrl"],

@@ -15,6 +15,7 @@ import { loadNioConfig, type NioConfig } from "./config.js";
 import { BY_REPO, registerConfigController } from "./controllers/nixosconfiguration/controller.js";
 import { registerMachineController } from "./controllers/machine/controller.js";
 import { FacterReports } from "./facts.js";
+import { KnownHostsFile } from "./known-hosts.js";
 import { createGitSource, normaliseGitUrl } from "./git/index.js";
 import { createNioMetrics } from "./metrics.js";
 import { RefCache } from "./refs.js";
@@ -97,6 +98,7 @@ export function createNio(opts: NioOptions = {}): Nio {
     metrics,
     recorder,
     facts,
+    knownHosts: new KnownHostsFile(config.knownHostsPath),
   });
   const refs = new RefCache(git, config.configReconcileIntervalSeconds * 900, metrics);
   const configController = registerConfigController(manager, {

@@ -1,6 +1,8 @@
 import { expect } from "chai";
 import { checkKstatusInvariants } from "@nio/runtime";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { runChecked } from "@nio/testbed";
 import { nixosConfigurations, secrets } from "../src/resources.js";
 import {
   GIT_TOKEN,
@@ -79,6 +81,26 @@ describe("NIO: the seed's usage flow on the testbed", function () {
     expect(m.status?.currentSystem).to.equal(await host.currentSystem());
     expect(m.status?.sshHostKey).to.equal((await host.hostPublicKey()).split(" ").slice(0, 2).join(" "));
     expect(m.status?.hardwareFacts?.cpu?.threads).to.be.greaterThan(0);
+
+    // NIO_KNOWN_HOSTS_PATH holds the verified key, usable by a person with OpenSSH.
+    const knownHosts = join(env.dir, "known_hosts");
+    expect(await readFile(knownHosts, "utf8")).to.equal(`[${host.address}]:${host.port} ${m.status?.sshHostKey}\n`);
+    expect((await stat(knownHosts)).mode & 0o077).to.equal(0);
+    const out = await runChecked("ssh", [
+      "-i",
+      env.tb.operatorKey.privateKeyPath,
+      "-p",
+      String(host.port),
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "StrictHostKeyChecking=yes",
+      "-o",
+      `UserKnownHostsFile=${knownHosts}`,
+      `root@${host.address}`,
+      "hostname",
+    ]);
+    expect(out.trim()).to.equal("worker-01");
   });
 
   it("re-applies when a new commit is pushed", async () => {

@@ -67,6 +67,28 @@ export const generationChanged: Predicate<KubeObject> = (e) =>
     ? "generation unchanged"
     : undefined;
 
+/**
+ * Lets an event through unless it is an update that changed only status (or other server-managed fields): a
+ * controller's own status writes then do not re-trigger it ahead of the requeue delay it asked for.
+ */
+export const ignoreStatusOnlyUpdates: Predicate<KubeObject> = (e) => {
+  if (e.type !== "update" || e.resync || !e.old) return undefined;
+  const a = e.old.metadata;
+  const b = e.object.metadata;
+  const same =
+    a.generation === b.generation &&
+    a.deletionTimestamp === b.deletionTimestamp &&
+    sameJson(a.labels, b.labels) &&
+    sameJson(a.annotations, b.annotations) &&
+    sameJson(a.finalizers, b.finalizers) &&
+    sameJson(a.ownerReferences, b.ownerReferences);
+  return same ? "only status changed" : undefined;
+};
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
+
 /** Combines predicates: the event passes when any passes (useful for generation OR annotation changes). */
 export function anyOf<T>(...preds: Predicate<T>[]): Predicate<T> {
   return (e) => {

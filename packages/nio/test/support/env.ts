@@ -106,6 +106,7 @@ export async function startNioTestEnv(opts: {
       BIND_ADDRESS: "127.0.0.1",
       ENABLE_LEADER_ELECTION: "false",
       NIO_BASE_CONFIG_PATH: join(dir, "work"),
+      NIO_KNOWN_HOSTS_PATH: join(dir, "known_hosts"),
       NIO_MACHINE_DISCOVERY_INTERVAL: "30",
       NIO_CONFIG_RECONCILE_INTERVAL: "2",
       NIO_RETRY_INITIAL_DELAY: "0.2",

@@ -10,6 +10,7 @@ import {
   StalledError,
   classifyError,
   formatTime,
+  ignoreStatusOnlyUpdates,
   markStalled,
   patchStatus,
   snapshot,
@@ -26,10 +27,11 @@ import {
 import type { NioConfig } from "../../config.js";
 import { parseProbe, PROBE_SCRIPT, summarizeFacterReport, type FacterReports } from "../../facts.js";
 import { acceptsKey, fingerprint, normalizeHostKey } from "../../hostkeys.js";
-import { expectedHostKey, machineTarget, usesSudo } from "../../machine-access.js";
+import type { KnownHostsFile } from "../../known-hosts.js";
+import { expectedHostKey, machineAddress, machineTarget, usesSudo } from "../../machine-access.js";
 import type { NioMetrics } from "../../metrics.js";
 import { machines, type MachineObject, type SecretObject } from "../../resources.js";
-import { SshHostKeyMismatchError, type SshConnector, type SshSession } from "../../ssh/index.js";
+import { SshHostKeyMismatchError, parseHostKey, type SshConnector, type SshSession } from "../../ssh/index.js";
 import { setHostKeyVerified, setReachable, summarizeMachine } from "./status.js";
 
 export interface MachineControllerDeps {
@@ -41,6 +43,7 @@ export interface MachineControllerDeps {
   metrics: NioMetrics;
   recorder: EventRecorder;
   facts: FacterReports;
+  knownHosts?: KnownHostsFile;
   now?: () => Date;
 }
 
@@ -63,6 +66,7 @@ export function registerMachineController(mgr: Manager, deps: MachineControllerD
             .map((m) => `${m.metadata.namespace}/${m.metadata.name}`),
       },
     ],
+    predicates: [ignoreStatusOnlyUpdates],
     concurrency: 8,
     reconcile: (key, ctx) => reconcileMachine(deps, key, ctx),
   });
@@ -84,6 +88,7 @@ export async function reconcileMachine(
   const machine = deps.machines.get(`${key.namespace}/${key.name}`);
   if (!machine || machine.metadata.deletionTimestamp) {
     if (machine?.metadata.uid) deps.facts.delete(machine.metadata.uid);
+    deps.knownHosts?.delete(`${key.namespace}/${key.name}`);
     return {};
   }
   const now = (deps.now ?? (() => new Date()))();
@@ -130,6 +135,12 @@ function nextDueMs(deps: MachineControllerDeps, s: Scope): number {
 async function discover(deps: MachineControllerDeps, s: Scope, ctx: ReconcileContext): Promise<ReconcileResult> {
   const errors = validateMachine(s.machine);
   if (errors.length) throw new StalledError(Reason.InvalidSpec, formatValidationErrors(errors));
+  if (s.machine.spec.sshHostKey && !parseHostKey(s.machine.spec.sshHostKey)) {
+    throw new StalledError(
+      Reason.InvalidSpec,
+      "spec.sshHostKey: must be an OpenSSH public key whose base64 data is a key of the named type",
+    );
+  }
   if (!discoveryDue(deps, s)) return { requeueAfterMs: nextDueMs(deps, s) };
   const target = await machineTarget(s.machine, deps.secrets, deps.config);
   let session: SshSession | undefined;
@@ -204,6 +215,13 @@ async function connectVerified(
 function recordHostKey(deps: MachineControllerDeps, s: Scope, presented: string, reason: string): void {
   const first = !s.status.sshHostKey;
   s.status.sshHostKey = normalizeHostKey(presented);
+  const m = s.machine;
+  deps.knownHosts?.set(
+    `${m.metadata.namespace}/${m.metadata.name}`,
+    machineAddress(m),
+    m.spec.sshPort ?? 22,
+    presented,
+  );
   setHostKeyVerified(s.status, s.cond, true, reason, `host key ${fingerprint(presented)}`);
   if (first) deps.recorder.event(s.machine, "Normal", reason, `recorded host key ${fingerprint(presented)}`);
 }

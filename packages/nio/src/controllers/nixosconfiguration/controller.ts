@@ -11,8 +11,10 @@ import {
 import {
   StalledError,
   WaitingError,
+  isNotFound,
   classifyError,
   ensureFinalizer,
+  ignoreStatusOnlyUpdates,
   formatTime,
   patchStatus,
   snapshot,
@@ -59,8 +61,11 @@ export interface ConfigControllerDeps extends ExecutorDeps {
   refs: RefCache;
   applies: Semaphore;
   machineLocks: KeyedLock;
-  /** Failed attempts per configuration and desired digest (NIO_RETRY_MAX_ATTEMPTS bounds them). */
-  failures: Map<string, { digest: string; count: number }>;
+  /**
+   * Failed attempts per configuration and desired digest: `count` (every failure) sets the backoff, `budget` (only
+   * failures of the desired state itself) is bounded by NIO_RETRY_MAX_ATTEMPTS.
+   */
+  failures: Map<string, { digest: string; count: number; budget: number }>;
   /**
    * What this process last completed per configuration (digest, install, handled reinstall request): guards against
    * acting again on a cached object that does not show our own status write yet.
@@ -76,6 +81,9 @@ export interface AppliedRecord {
   installed: boolean;
   reinstallAt?: string;
 }
+
+/** Failures that say the desired state itself does not work: retried at most NIO_RETRY_MAX_ATTEMPTS times. */
+const BUDGETED_FAILURES = new Set<string>([Reason.BuildFailed, Reason.InstallFailed, Reason.Timeout]);
 
 export const BY_MACHINE = "config-by-machine";
 export const BY_SECRET = "config-by-secret";
@@ -114,9 +122,14 @@ export function registerConfigController(mgr: Manager, deps: ConfigControllerDep
       // Another configuration on the same machine appearing or going away decides a conflict.
       {
         informer: deps.configs,
-        map: (c) => byIndex(BY_MACHINE)(`${c.metadata.namespace}/${(c as ConfigObject).spec.machineRef.name}`),
+        // Only the others on that machine: a configuration's own updates must not re-trigger it.
+        map: (c) =>
+          byIndex(BY_MACHINE)(`${c.metadata.namespace}/${(c as ConfigObject).spec.machineRef.name}`).filter(
+            (k) => k !== nsName(c),
+          ),
       },
     ],
+    predicates: [ignoreStatusOnlyUpdates],
     concurrency: Math.max(4, deps.config.maxConcurrentApplies * 2),
     reconcile: (key, ctx) => reconcileConfiguration(deps, key, ctx),
   });
@@ -124,6 +137,8 @@ export function registerConfigController(mgr: Manager, deps: ConfigControllerDep
 
 export interface Scope {
   cfg: ConfigObject;
+  /** What the server has as status: the cached object, then whatever an interim status write returned. */
+  before: ConfigObject;
   status: NixosConfigurationStatus;
   cond: ConditionContext;
   now: string;
@@ -147,9 +162,9 @@ export async function reconcileConfiguration(
     return {};
   }
   const now = formatTime((deps.now ?? (() => new Date()))());
-  const before = snapshot(cfg);
   const scope: Scope = {
     cfg,
+    before: snapshot(cfg),
     status: structuredClone(cfg.status ?? {}),
     now,
     cond: { generation: cfg.metadata.generation, now },
@@ -163,7 +178,20 @@ export async function reconcileConfiguration(
   } catch (err) {
     return handleError(deps, scope, err, ctx);
   } finally {
-    await patchStatus(deps.kube, nixosConfigurations, before, scope.status);
+    await writeStatus(deps, scope);
+  }
+}
+
+/**
+ * Writes the status diff against what the server has (not against the object this reconcile started from: an
+ * interim write may have happened since), and makes that the new baseline. A configuration already gone is fine.
+ */
+export async function writeStatus(deps: ConfigControllerDeps, s: Scope): Promise<void> {
+  try {
+    const res = await patchStatus(deps.kube, nixosConfigurations, s.before, s.status);
+    if (res.object) s.before = res.object;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
   }
 }
 
@@ -208,7 +236,7 @@ async function reconcileNormal(deps: ConfigControllerDeps, s: Scope, ctx: Reconc
     return { requeueAfterMs: 1_000 };
   }
   const failed = deps.failures.get(s.key);
-  if (!fresh && failed?.digest === desired.digest && failed.count >= deps.config.retryMaxAttempts) {
+  if (!fresh && failed?.digest === desired.digest && failed.budget >= deps.config.retryMaxAttempts) {
     // Retries for this exact desired state are used up; a change (commit, spec, Secret) or a requested reconcile
     // starts over. The failure stays visible in conditions and lastAttempt.
     return { requeueAfterMs: interval };
@@ -341,7 +369,7 @@ async function apply(
   const releaseSlot = await deps.applies.acquire();
   try {
     setApplying(s.status, s.cond, desired.commit, machineName, s.now);
-    await patchStatus(deps.kube, nixosConfigurations, s.cfg, s.status);
+    await writeStatus(deps, s);
     const outcome = await executeApply(deps, {
       mode: opts.install ? "install" : "switch",
       metricMode: opts.install ? "install" : "switch",
@@ -390,21 +418,37 @@ async function recordSuccess(
     reinstallAt: opts.install ? opts.reinstallAt : deps.applied.get(s.key)?.reinstallAt,
   });
   deps.metrics.configurationsApplied.inc();
-  const machineStatus: MachineStatus = {
-    ...structuredClone(machine.status ?? {}),
+  await patchMachineStatus(deps, machine, {
     hasConfiguration: true,
     appliedConfiguration: s.cfg.metadata.name,
     appliedCommit: desired.commit,
     lastAppliedTime: s.now,
     ...(outcome.currentSystem ? { currentSystem: outcome.currentSystem } : {}),
     ...(outcome.newHostKey ? { sshHostKey: outcome.newHostKey } : {}),
-  };
-  await patchStatus(deps.kube, machines, machine, machineStatus);
+  });
   deps.recorder.event(
     s.cfg,
     "Normal",
     opts.install ? "Installed" : "Applied",
     `${opts.install ? "installed" : "applied"} commit ${desired.commit.slice(0, 12)} (${s.cfg.spec.flake}) on Machine ${machineName}`,
+  );
+}
+
+/**
+ * Sets the Machine status fields this controller owns with an explicit merge patch (null removes a field). Never a
+ * diff against the cached Machine, which may be older than the last write of either controller.
+ */
+export async function patchMachineStatus(
+  deps: ConfigControllerDeps,
+  machine: MachineObject,
+  fields: { [K in keyof MachineStatus]?: MachineStatus[K] | null },
+): Promise<void> {
+  await deps.kube.patch(
+    machines,
+    { namespace: machine.metadata.namespace, name: machine.metadata.name ?? "" },
+    { status: fields },
+    "merge",
+    { subresource: "status" },
   );
 }
 
@@ -420,16 +464,30 @@ function recordFailure(
   const message = redactSecrets(c.message, desired.secretValues);
   if (c.kind === "stalled") throw err;
   const previous = deps.failures.get(s.key);
-  const count = previous?.digest === desired.digest ? previous.count + 1 : 1;
-  deps.failures.set(s.key, { digest: desired.digest, count });
+  const same = previous?.digest === desired.digest;
+  // Only a build or install that failed on its own merits uses up the retry budget; an unreachable machine or a
+  // dropped connection is retried with backoff until it works (and a Machine turning Reachable triggers at once).
+  const budgeted = BUDGETED_FAILURES.has(c.reason);
+  const count = (same ? previous.count : 0) + 1;
+  const budget = (same ? previous.budget : 0) + (budgeted ? 1 : 0);
+  deps.failures.set(s.key, { digest: desired.digest, count, budget });
   setFailed(s.status, s.cond, {
     commit: desired.commit,
     reason: c.reason,
-    message: `${message}${count >= deps.config.retryMaxAttempts ? ` (attempt ${count} of ${deps.config.retryMaxAttempts}; no more retries until something changes)` : ""}`,
+    message: `${message}${budgeted && budget >= deps.config.retryMaxAttempts ? ` (attempt ${budget} of ${deps.config.retryMaxAttempts}; no more retries until something changes)` : ""}`,
     logTail,
     now: s.now,
     result: c.reason === "ConnectionLost" ? "Unknown" : "Failed",
   });
+  if (budgeted && budget >= deps.config.retryMaxAttempts) {
+    // Retries for this desired state are used up: nothing happens until the commit, spec or a Secret changes.
+    setStalled(
+      s.status,
+      s.cond,
+      c.reason,
+      `${message}; no more retries until the commit, spec or a referenced Secret changes (or a reconcile is requested)`,
+    );
+  }
   deps.metrics.configurationsFailed.inc({ reason: c.reason });
   deps.reconcileErrors?.inc({ controller: "nixosconfiguration", reason: c.reason });
   deps.recorder.event(s.cfg, "Warning", c.reason, message);

@@ -1,8 +1,7 @@
-import { ANNOTATIONS, FINALIZERS, Reason, type MachineStatus } from "@nio/api";
+import { ANNOTATIONS, FINALIZERS, Reason } from "@nio/api";
 import {
   WaitingError,
   classifyError,
-  patchStatus,
   removeFinalizer,
   type ReconcileContext,
   type ReconcileResult,
@@ -10,8 +9,8 @@ import {
 import { executeApply } from "../../apply/executor.js";
 import { retryDelayMs } from "../../config.js";
 import { expectedHostKey, machineTarget, usesSudo } from "../../machine-access.js";
-import { machines, nixosConfigurations, type MachineObject } from "../../resources.js";
-import { gitAuth, resolveCommit, type ConfigControllerDeps, type Scope } from "./controller.js";
+import { nixosConfigurations, type MachineObject } from "../../resources.js";
+import { gitAuth, patchMachineStatus, resolveCommit, type ConfigControllerDeps, type Scope } from "./controller.js";
 import { computeDesired, redactSecrets } from "./desired.js";
 import { setFailed, setWaiting } from "./status.js";
 
@@ -94,12 +93,11 @@ async function applyRemoval(
     setFailed(s.status, s.cond, { reason: Reason.CleanupFailed, message, now: s.now });
     deps.recorder.event(s.cfg, "Warning", Reason.CleanupFailed, message);
     const attempt = (deps.failures.get(s.key)?.count ?? 0) + 1;
-    deps.failures.set(s.key, { digest: "delete", count: attempt });
+    deps.failures.set(s.key, { digest: "delete", count: attempt, budget: 0 });
     return { ok: false, retryMs: retryDelayMs(deps.config, Math.min(attempt - 1, 10)) };
   } finally {
     releaseSlot();
     releaseMachine();
-    await patchStatus(deps.kube, nixosConfigurations, s.cfg, s.status).catch(() => undefined);
   }
 }
 
@@ -111,10 +109,11 @@ async function clearMachine(
   currentSystem: string | undefined,
 ): Promise<void> {
   if (machine.status?.appliedConfiguration !== s.cfg.metadata.name) return;
-  const next: MachineStatus = { ...structuredClone(machine.status ?? {}), hasConfiguration: false };
-  delete next.appliedConfiguration;
-  delete next.appliedCommit;
-  delete next.lastAppliedTime;
-  if (currentSystem) next.currentSystem = currentSystem;
-  await patchStatus(deps.kube, machines, machine, next);
+  await patchMachineStatus(deps, machine, {
+    hasConfiguration: false,
+    appliedConfiguration: null,
+    appliedCommit: null,
+    lastAppliedTime: null,
+    ...(currentSystem ? { currentSystem } : {}),
+  });
 }

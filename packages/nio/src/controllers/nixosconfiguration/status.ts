@@ -94,7 +94,8 @@ export function setFailed(
     message: f.message,
     ...(f.logTail !== undefined ? { logTail: f.logTail } : {}),
   };
-  s.conditions = markNotReady(conds(s), f.reason, f.message, ctx);
+  // A recorded failure is not work in progress (kstatus): the retry, if any, shows in the Ready message.
+  s.conditions = removeCondition(markNotReady(conds(s), f.reason, f.message, ctx), ConditionType.Reconciling);
 }
 
 /** Waiting on something outside this object (Machine, Secret, host key): not a failure of ours. */
