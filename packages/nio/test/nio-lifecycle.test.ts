@@ -222,3 +222,89 @@ describe("NIO: refs, full install, deletion, webhook", function () {
     });
   });
 });
+
+describe("NIO: timeout, suspend, cleanup of an unreachable machine", function () {
+  this.timeout(180_000);
+  let env: NioTestEnv;
+  before(async () => {
+    env = await startNioTestEnv({ hosts: ["slow-01", "pause-01", "away-01"], env: { NIO_NIXOS_APPLY_TIMEOUT: "2" } });
+    await baseSecrets(env);
+  });
+  after(async () => env?.stop());
+
+  it("stops an apply that runs past NIO_NIXOS_APPLY_TIMEOUT and reports Timeout", async () => {
+    const host = env.tb.fleet.host("slow-01");
+    await host.setSlowApply(8);
+    await env.create(machineFor("slow-01", host));
+    await env.create(configFor("slow", "slow-01", env.repoUrl));
+    const running = async (): Promise<string> => (await host.processes()).map((p) => p.comm).join("\n");
+    await until("nixos-rebuild running on the host", running, (cmds) => cmds.includes("nixos-rebuild"), 30_000);
+    const cfg = await until(
+      "timed out",
+      () => env.configuration("slow"),
+      (c) => condition(c, "Ready")?.reason === "Timeout",
+    );
+    expect(cfg.status?.appliedCommit).to.equal(undefined);
+    expect(cfg.status?.lastAttempt?.result).to.equal("Failed");
+    // The remote run was stopped, not left behind.
+    await until("no nixos-rebuild left on the host", running, (cmds) => !cmds.includes("nixos-rebuild"), 10_000);
+    await host.setSlowApply(0);
+  });
+
+  it("honours suspend: nothing is applied while suspended, the change lands once resumed", async () => {
+    const host = env.tb.fleet.host("pause-01");
+    await env.create(machineFor("pause-01", host));
+    await env.create(configFor("paused", "pause-01", env.repoUrl));
+    const first = await until("applied", () => env.configuration("paused"), ready);
+    await env.kube.patch(nixosConfigurations, { namespace: NS, name: "paused" }, { spec: { suspend: true } }, "merge");
+    await until(
+      "suspended",
+      () => env.configuration("paused"),
+      (c) => condition(c, "Suspended")?.status === "True",
+    );
+    const records = (await host.rebuildRecords()).length;
+    const next = await env.push("while-suspended");
+    await new Promise((r) => setTimeout(r, 5000));
+    expect((await host.rebuildRecords()).length, "nothing applied while suspended").to.equal(records);
+    expect((await env.configuration("paused")).status?.appliedCommit).to.equal(first.status?.appliedCommit);
+    await env.kube.patch(nixosConfigurations, { namespace: NS, name: "paused" }, { spec: { suspend: false } }, "merge");
+    const resumed = await until(
+      "applied after resume",
+      () => env.configuration("paused"),
+      (c) => c.status?.appliedCommit === next,
+    );
+    expect(condition(resumed, "Suspended")).to.equal(undefined);
+  });
+
+  it("keeps the finalizer of a configuration whose machine is unreachable, until skip-cleanup releases it", async () => {
+    const host = env.tb.fleet.host("away-01");
+    await env.create(machineFor("away-01", host));
+    await env.create(configFor("away", "away-01", env.repoUrl, { onRemoveFlake: "#minimal" }));
+    await until("applied", () => env.configuration("away"), ready);
+    await host.stop();
+    await env.kube.delete(nixosConfigurations, { namespace: NS, name: "away" });
+    const stuck = await until(
+      "cleanup failed",
+      () => env.configuration("away"),
+      (c) => condition(c, "Ready")?.reason === "CleanupFailed",
+    );
+    expect(condition(stuck, "Ready")?.message).to.contain("nio.homystack.com/skip-cleanup=true");
+    expect(stuck.metadata.finalizers).to.include("nio.homystack.com/finalizer");
+    await env.kube.patch(
+      nixosConfigurations,
+      { namespace: NS, name: "away" },
+      { metadata: { annotations: { "nio.homystack.com/skip-cleanup": "true" } } },
+      "merge",
+    );
+    await until(
+      "released",
+      async () =>
+        env.configuration("away").then(
+          () => false,
+          (err: unknown) => isNotFound(err),
+        ),
+      (g) => g,
+    );
+    expect((await host.rebuildRecords()).map((r) => r.attr)).to.deep.equal(["worker"]);
+  });
+});
