@@ -1,5 +1,6 @@
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { normalizeHostKey } from "./ssh/index.js";
 
 /**
  * The known_hosts file at NIO_KNOWN_HOSTS_PATH, kept in step with the host keys NIO verified (one line per Machine,
@@ -15,7 +16,7 @@ export class KnownHostsFile {
 
   set(machineKey: string, host: string, port: number, key: string): void {
     const hostField = port === 22 ? host : `[${host}]:${port}`;
-    const line = `${hostField} ${key.trim().split(/\s+/).slice(0, 2).join(" ")}`;
+    const line = `${hostField} ${normalizeHostKey(key)}`;
     if (this.lines.get(machineKey) === line) return;
     this.lines.set(machineKey, line);
     this.schedule();

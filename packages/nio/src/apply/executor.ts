@@ -1,10 +1,10 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "@nio/runtime";
-import type { NioConfig } from "../config.js";
-import type { DesiredState } from "../controllers/nixosconfiguration/desired.js";
+import { retryDelayMs, type NioConfig } from "../config.js";
+import { redactSecrets, type DesiredState } from "../controllers/nixosconfiguration/desired.js";
 import type { GitAuth, GitSource } from "../git/index.js";
 import type { NioMetrics } from "../metrics.js";
 import {
@@ -98,6 +98,11 @@ function connect(deps: ExecutorDeps, req: ApplyRequest, expected: string | undef
   );
 }
 
+/** Machine output may echo file contents: secret values never reach the log. */
+function redact(text: string, req: ApplyRequest): string {
+  return redactSecrets(text, req.desired.secretValues);
+}
+
 function flakeUri(dir: string, req: ApplyRequest): string {
   const sub = req.desired.flake.dir ? `/${req.desired.flake.dir}` : "";
   return `${dir}${sub}#${req.desired.flake.attr}`;
@@ -129,7 +134,7 @@ async function switchOver(deps: ExecutorDeps, req: ApplyRequest, ws: Workspace):
         sudo: req.sudo,
         timeoutMs,
         signal: req.signal,
-        onOutput: (chunk) => req.logger.debug({ output: chunk.trimEnd() }, "nixos-rebuild"),
+        onOutput: (chunk) => req.logger.debug({ output: redact(chunk, req).trimEnd() }, "nixos-rebuild"),
       });
     } catch (err) {
       if (err instanceof SshCommandTimeoutError) {
@@ -172,11 +177,7 @@ async function reconnect(deps: ExecutorDeps, req: ApplyRequest): Promise<SshSess
       return await connect(deps, req, req.expectedHostKey);
     } catch (err) {
       lastError = err;
-      const delay = Math.min(
-        deps.config.retryInitialDelaySeconds * deps.config.retryExponentialBase ** attempt,
-        deps.config.retryMaxDelaySeconds,
-      );
-      await new Promise((r) => setTimeout(r, delay * 1000));
+      await new Promise((r) => setTimeout(r, retryDelayMs(deps.config, attempt)));
     }
   }
   throw lastError;
@@ -249,7 +250,7 @@ function runLocal(
     let timedOut = false;
     const keep = (d: Buffer): void => {
       const text = d.toString("utf8");
-      req.logger.debug({ output: text.trimEnd() }, "nixos-anywhere");
+      req.logger.debug({ output: redact(text, req).trimEnd() }, "nixos-anywhere");
       tail = (tail + text).slice(-16_384);
     };
     child.stdout.on("data", keep);
@@ -270,8 +271,4 @@ function runLocal(
       resolve({ code, tail, timedOut });
     });
   });
-}
-
-export async function ensureDir(path: string): Promise<void> {
-  await mkdir(path, { recursive: true, mode: 0o700 });
 }

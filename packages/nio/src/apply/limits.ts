@@ -38,8 +38,4 @@ export class KeyedLock {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     };
   }
-
-  isHeld(key: string): boolean {
-    return this.tails.has(key);
-  }
 }

@@ -31,11 +31,6 @@ const AWAIT = [
 
 const STOP = 'd=$1; [ -f "$d/pid" ] && kill -TERM -- "-$(cat "$d/pid")" 2>/dev/null; exit 0';
 
-/** Exit codes the wrapper uses for its own failures (never nixos-rebuild's). */
-export const RUN_SETUP_FAILED = 125;
-export const RUN_MISSING = 124;
-export const RUN_STILL_RUNNING = 123;
-
 export interface DetachedRunOptions {
   sudo: boolean;
   timeoutMs: number;

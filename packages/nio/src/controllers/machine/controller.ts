@@ -26,12 +26,18 @@ import {
 } from "@nio/runtime";
 import type { NioConfig } from "../../config.js";
 import { parseProbe, PROBE_SCRIPT, summarizeFacterReport, type FacterReports } from "../../facts.js";
-import { acceptsKey, fingerprint, normalizeHostKey } from "../../hostkeys.js";
+import { acceptsKey, fingerprint } from "../../hostkeys.js";
 import type { KnownHostsFile } from "../../known-hosts.js";
 import { expectedHostKey, machineAddress, machineTarget, usesSudo } from "../../machine-access.js";
 import type { NioMetrics } from "../../metrics.js";
 import { machines, type MachineObject, type SecretObject } from "../../resources.js";
-import { SshHostKeyMismatchError, parseHostKey, type SshConnector, type SshSession } from "../../ssh/index.js";
+import {
+  SshHostKeyMismatchError,
+  normalizeHostKey,
+  parseHostKey,
+  type SshConnector,
+  type SshSession,
+} from "../../ssh/index.js";
 import { setHostKeyVerified, setReachable, summarizeMachine } from "./status.js";
 
 export interface MachineControllerDeps {
