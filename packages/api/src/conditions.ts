@@ -70,6 +70,10 @@ export const Reason = {
   WaitingForMachines: "WaitingForMachines",
   /** Workers wait until the control plane is ready. */
   WaitingForControlPlane: "WaitingForControlPlane",
+  /** The admin kubeconfig could not be read from the first control-plane node (yet). */
+  KubeconfigUnavailable: "KubeconfigUnavailable",
+  /** Nodes are being removed (scale down or deletion): their configurations apply #minimal first. */
+  CleaningUp: "CleaningUp",
   /** Some nodes have not applied their configuration yet. */
   NodesNotReady: "NodesNotReady",
 } as const;

@@ -216,6 +216,10 @@ export const kubernetesClusterStatusSchema = obj({
       description: "Name of the Secret (key value) holding the admin kubeconfig.",
       maxLength: 253,
     }),
+    commit: str({
+      description: "Commit of spec.ref (resolved by NICO) that the nodes are rolled out to, in order.",
+      maxLength: 64,
+    }),
     initialized: bool({
       description: "true once the first control-plane node has bootstrapped the cluster; never reset.",
     }),

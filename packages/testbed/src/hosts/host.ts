@@ -21,7 +21,14 @@ import {
   type HostLayout,
   type HostUser,
 } from "./rootfs.js";
-import { readJsonLines, type ReinstallRecord, type RebuildRecord, type ToolRecord } from "./records.js";
+import {
+  readJsonLines,
+  type K3sRecord,
+  type KeepalivedRecord,
+  type ReinstallRecord,
+  type RebuildRecord,
+  type ToolRecord,
+} from "./records.js";
 
 export type { HostUser } from "./rootfs.js";
 
@@ -67,8 +74,12 @@ export interface Host {
 
   /** nixos-rebuild sleeps this many seconds before doing anything; 0 turns it off. */
   setSlowApply(seconds: number): Promise<void>;
-  /** Benchmarks: nixos-rebuild skips the Nix evaluation and switches to a deterministic fake system at once. */
-  setInstantApply(on: boolean): Promise<void>;
+  /**
+   * Benchmarks: nixos-rebuild skips the Nix evaluation and switches to a deterministic fake system at once. With
+   * `k3s`, a switch to any attribute but `minimal` also writes the k3s admin kubeconfig (/etc/rancher/k3s/k3s.yaml)
+   * and `minimal` removes the k3s state, as the cluster flake would.
+   */
+  setInstantApply(on: boolean, opts?: { k3s?: boolean }): Promise<void>;
   /** nixos-rebuild fails with this exit code and stderr; undefined turns it off. */
   setFailingApply(f?: FailingApply): Promise<void>;
   /** Regenerates the host key; a running sshd serves the new one when this resolves. Returns the new public key. */
@@ -80,6 +91,10 @@ export interface Host {
   reinstallRecords(): Promise<ReinstallRecord[]>;
   /** Records of another stand-in: "systemctl", "reboot", "nixos-facter". */
   toolRecords(tool: string): Promise<ToolRecord[]>;
+  /** The simulated starts and stops of k3s (activations of systems with services.k3s), in order. */
+  k3sRecords(): Promise<K3sRecord[]>;
+  /** The simulated starts and stops of keepalived, in order. */
+  keepalivedRecords(): Promise<KeepalivedRecord[]>;
   /** Target of /run/current-system inside the host (a /nix/store path), or undefined if there is none. */
   currentSystem(): Promise<string | undefined>;
   /** Target of /nix/var/nix/profiles/system, followed through its generation link, or undefined. */
@@ -250,9 +265,9 @@ export class SimulatedHost implements Host {
     else await writeAtomic(path, `${seconds}\n`);
   }
 
-  async setInstantApply(on: boolean): Promise<void> {
+  async setInstantApply(on: boolean, opts: { k3s?: boolean } = {}): Promise<void> {
     const path = join(this.layout.controlDir, "instant-apply");
-    if (on) await writeAtomic(path, "1\n");
+    if (on) await writeAtomic(path, opts.k3s ? "k3s\n" : "1\n");
     else await rm(path, { force: true });
   }
 
@@ -298,6 +313,14 @@ export class SimulatedHost implements Host {
   toolRecords(tool: string): Promise<ToolRecord[]> {
     if (!/^[a-z0-9-]+$/.test(tool)) throw new Error(`bad tool name: ${tool}`);
     return readJsonLines<ToolRecord>(join(this.rootDir, RECORD_DIR, `${tool}.jsonl`));
+  }
+
+  k3sRecords(): Promise<K3sRecord[]> {
+    return readJsonLines<K3sRecord>(join(this.rootDir, RECORD_DIR, "k3s.jsonl"));
+  }
+
+  keepalivedRecords(): Promise<KeepalivedRecord[]> {
+    return readJsonLines<KeepalivedRecord>(join(this.rootDir, RECORD_DIR, "keepalived.jsonl"));
   }
 
   async currentSystem(): Promise<string | undefined> {

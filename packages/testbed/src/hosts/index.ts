@@ -9,6 +9,9 @@ export {
   type FileStat,
 } from "./host.js";
 export type {
+  ActivationRecord,
+  K3sRecord,
+  KeepalivedRecord,
   RebuildRecord,
   ReinstallRecord,
   ToolRecord,
@@ -18,3 +21,4 @@ export type {
 } from "./records.js";
 export { readJsonLines } from "./records.js";
 export { scanHostKey } from "./probe.js";
+export { hostExec, hostExecChecked, type HostExecOptions, type HostExecResult } from "./exec.js";

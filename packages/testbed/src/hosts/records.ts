@@ -1,6 +1,7 @@
 /**
  * Records the stand-ins write, one JSON object per line, in /var/log/testbed/<tool>.jsonl inside a host
- * (nixos-rebuild, systemctl, reboot, nixos-facter, testbed-reinstall), and the operator-side nixos-anywhere log.
+ * (nixos-rebuild, systemctl, reboot, nixos-facter, testbed-reinstall, and the simulated services k3s and keepalived),
+ * and the operator-side nixos-anywhere log.
  */
 import { readFile } from "node:fs/promises";
 
@@ -46,6 +47,53 @@ export interface RebuildRecord {
   /** Which fault switches applied: slow apply seconds, failing apply. */
   slowApplySeconds?: number;
   fault?: "failing-apply";
+  /** The simulated activation (switch, test) of a system built by the stub nixpkgs; absent for instant applies. */
+  activation?: ActivationRecord;
+}
+
+/** What activating a system did (host-tools/libexec/testbed-lib.sh, tb_simulate_activation). */
+export interface ActivationRecord {
+  /** system.activationScripts in the order they ran, with their exit status (non-zero: the snippet failed). */
+  scripts: { name: string; exitCode: number }[];
+  /** Services stopped (the old system had them, the new one does not) and started. */
+  units: { unit: string; event: "start" | "stop"; result: "success" | "failed"; error?: string }[];
+  /** 0, 2 (an activation script failed) or 4 (a unit failed), as switch-to-configuration returns. */
+  exitCode: number;
+}
+
+/** One simulated start or stop of k3s (/var/log/testbed/k3s.jsonl): the settings the system gave it. */
+export interface K3sRecord {
+  tool: "k3s";
+  time: string;
+  event: "start" | "stop";
+  /** The flake attribute (empty when activated by a reboot) and the system that was activated. */
+  attr: string;
+  systemPath: string;
+  role?: "server" | "agent";
+  clusterInit?: boolean;
+  serverAddr?: string;
+  tokenFile?: string | null;
+  /** Whether `services.k3s.token` was set (its value is never recorded). */
+  tokenSet?: boolean;
+  extraFlags?: string[];
+  /** start: "running", or "failed" with the error k3s would have stopped with. */
+  result?: "running" | "failed";
+  error?: string;
+  /** The admin kubeconfig a server writes. */
+  kubeconfig?: string;
+  /** Written by instant-apply with k3s (no evaluation: no settings). */
+  instant?: boolean;
+}
+
+/** One simulated start or stop of keepalived (/var/log/testbed/keepalived.jsonl). */
+export interface KeepalivedRecord {
+  tool: "keepalived";
+  time: string;
+  event: "start" | "stop";
+  attr: string;
+  systemPath: string;
+  /** services.keepalived.vrrpInstances as configured (start only). */
+  vrrpInstances?: Record<string, Record<string, unknown>>;
 }
 
 /** What systemctl, reboot and nixos-facter record. */

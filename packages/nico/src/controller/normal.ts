@@ -1,0 +1,342 @@
+import { Reason } from "@nio/api";
+import {
+  StalledError,
+  applyObject,
+  classifyError,
+  isNotFound,
+  setControllerReference,
+  type ReconcileContext,
+  type ReconcileResult,
+} from "@nio/runtime";
+import { desiredConfiguration, nodeSpec, specHash, type NodeIntent } from "../emit.js";
+import { K3S_KUBECONFIG_PATH, fetchKubeconfig, rewriteServer, storeKubeconfig } from "../kubeconfig.js";
+import { TopologyValidationError, renderClusterNix, type ClusterTopology } from "../render/index.js";
+import {
+  configMaps,
+  kubernetesClusters,
+  names,
+  nixosConfigurations,
+  type ConfigMapObject,
+  type ConfigObject,
+  type MachineObject,
+} from "../resources.js";
+import { nodeFailure, planRollout, type RolloutDecision, type RolloutNode } from "../rollout.js";
+import { claimMachine, releaseMachine } from "../selection/claims.js";
+import { planSelection, type SelectionPlan } from "../selection/select.js";
+import { ensureJoinToken } from "../token.js";
+import { buildTopology, clusterEndpoint, privateKeyFromCache } from "../topology.js";
+import { BY_CLUSTER_LABEL, type ClusterControllerDeps, type Scope } from "./controller.js";
+import { resolveClusterCommit } from "./source.js";
+import { setClaims, setPending, setProgress, type Progress } from "./status.js";
+
+/** The steps of a live cluster, each moving the world one step (Cluster API style: claims, token, render, emit). */
+export async function reconcileNormal(
+  deps: ClusterControllerDeps,
+  s: Scope,
+  ctx: ReconcileContext,
+): Promise<ReconcileResult> {
+  const commit = await resolveClusterCommit(deps, s);
+  const ns = s.cluster.metadata.namespace ?? "";
+  const inNamespace = deps.machines.list().filter((m) => m.metadata.namespace === ns);
+  const plan = planSelection(s.cluster, inNamespace);
+  const owned = deps.configs.byIndex(BY_CLUSTER_LABEL, s.key);
+
+  if (plan.controlPlaneShort && !s.status.initialized && owned.length === 0) {
+    await releaseUnplanned(deps, s, plan, owned);
+    setClaims(s.status, s.cond, 0, plan.shortages);
+    setPending(
+      s.status,
+      s.cond,
+      `${plan.shortages.join("; ")}; nothing is provisioned until the control plane is complete`,
+    );
+    return { requeueAfterMs: deps.config.clusterReconcileIntervalSeconds * 1000 };
+  }
+  const nodes = intents(plan);
+  await claimAll(deps, s, nodes);
+  setClaims(s.status, s.cond, nodes.length, plan.shortages);
+  const token = await ensureJoinToken(deps.kube, deps.secrets, s.cluster);
+  if (token.created) deps.recorder.event(s.cluster, "Normal", "JoinTokenCreated", `created Secret ${token.name}`);
+
+  const topology = buildTopology(s.cluster, plan, s.status.initialized === true, privateKeyFromCache(deps.secrets));
+  const clusterNix = render(topology);
+  await writeTopologyConfigMap(deps, s, clusterNix);
+
+  const rollout = await emitConfigurations(deps, s, nodes, commit, clusterNix);
+  const cleaningUp = await removeSurplus(deps, s, plan, owned);
+  const first = nodes[0];
+  if (first && !s.status.initialized && rollout.upToDate.get(first.machine.metadata.name ?? "")) {
+    s.status.initialized = true;
+    deps.recorder.event(
+      s.cluster,
+      "Normal",
+      "Initialized",
+      `control-plane node ${first.machine.metadata.name} bootstrapped the cluster; the other nodes join it`,
+    );
+    // cluster.nix changes (initialized = true): render and roll again right away.
+    return { requeueAfterMs: 1 };
+  }
+  const kubeconfigProblem = await reconcileKubeconfig(deps, s, topology, first?.machine, ctx);
+  const progress = summarizeNodes(deps, s, nodes, rollout);
+  const phase = setProgress(s.status, s.cond, {
+    ...progress,
+    workerShortage: plan.shortages.find((m) => !m.includes("control-plane")),
+    kubeconfigProblem,
+    cleaningUp,
+  });
+  s.status.endpoint = clusterEndpoint(topology);
+  const next = kubeconfigProblem && s.status.initialized ? 15_000 : deps.config.clusterReconcileIntervalSeconds * 1000;
+  return {
+    requeueAfterMs: phase === "Ready" ? Math.min(next, deps.config.kubeconfigRefreshIntervalSeconds * 1000) : next,
+  };
+}
+
+function intents(plan: SelectionPlan<MachineObject>): NodeIntent[] {
+  return [
+    ...plan.controlPlane.map((machine, index) => ({ machine, role: "control-plane" as const, index })),
+    ...plan.workers.map((machine, index) => ({ machine, role: "worker" as const, index })),
+  ];
+}
+
+function render(t: ClusterTopology): string {
+  try {
+    return renderClusterNix(t);
+  } catch (err) {
+    if (err instanceof TopologyValidationError) {
+      throw new StalledError(Reason.InvalidSpec, `cluster.nix would be invalid: ${err.message}`);
+    }
+    throw err;
+  }
+}
+
+async function claimAll(deps: ClusterControllerDeps, s: Scope, nodes: NodeIntent[]): Promise<void> {
+  const name = s.cluster.metadata.name ?? "";
+  for (const n of nodes) {
+    try {
+      const result = await claimMachine(deps.kube, n.machine, name, n.role);
+      if (result === "claimed") {
+        deps.metrics.machineClaims.inc({ result: "claimed" });
+        deps.recorder.event(
+          s.cluster,
+          "Normal",
+          "MachineClaimed",
+          `claimed Machine ${n.machine.metadata.name} as ${n.role}`,
+        );
+      }
+    } catch (err) {
+      deps.metrics.machineClaims.inc({ result: "conflict" });
+      throw err;
+    }
+  }
+}
+
+/** Releases machines this cluster holds but no longer plans for and that have no configuration left. */
+async function releaseUnplanned(
+  deps: ClusterControllerDeps,
+  s: Scope,
+  plan: SelectionPlan<MachineObject>,
+  owned: ConfigObject[],
+): Promise<void> {
+  const planned = new Set([...plan.controlPlane, ...plan.workers].map((m) => m.metadata.name));
+  const withConfig = new Set(owned.map((c) => c.spec.machineRef.name));
+  for (const m of deps.machines.byIndex(BY_CLUSTER_LABEL, s.key)) {
+    if (planned.has(m.metadata.name) || withConfig.has(m.metadata.name ?? "")) continue;
+    if (await releaseMachine(deps.kube, m, s.cluster.metadata.name ?? "")) {
+      deps.metrics.machineClaims.inc({ result: "released" });
+      deps.recorder.event(s.cluster, "Normal", "MachineReleased", `released Machine ${m.metadata.name}`);
+    }
+  }
+}
+
+/**
+ * Scale down: configurations of machines no longer planned are deleted (NIO applies #minimal first), and a machine
+ * is released once its configuration is gone. Workers go first; surplus control-plane nodes one at a time.
+ */
+async function removeSurplus(
+  deps: ClusterControllerDeps,
+  s: Scope,
+  plan: SelectionPlan<MachineObject>,
+  owned: ConfigObject[],
+): Promise<string[]> {
+  const planned = new Set([...plan.controlPlane, ...plan.workers].map((m) => m.metadata.name));
+  const surplus = owned.filter((c) => !planned.has(c.spec.machineRef.name));
+  const workers = surplus.filter((c) => c.metadata.labels?.["nico.homystack.com/role"] !== "control-plane");
+  const toDelete = workers.length ? workers : surplus.slice(-1);
+  for (const c of toDelete) await deleteConfiguration(deps, s, c);
+  await releaseUnplanned(deps, s, plan, owned);
+  return surplus.map((c) => c.spec.machineRef.name);
+}
+
+export async function deleteConfiguration(deps: ClusterControllerDeps, s: Scope, c: ConfigObject): Promise<void> {
+  if (c.metadata.deletionTimestamp) return;
+  try {
+    await deps.kube.delete(nixosConfigurations, { namespace: c.metadata.namespace, name: c.metadata.name ?? "" });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    return;
+  }
+  deps.recorder.event(
+    s.cluster,
+    "Normal",
+    "NodeRemoving",
+    `deleted NixosConfiguration ${c.metadata.name}: NIO applies #minimal to Machine ${c.spec.machineRef.name}`,
+  );
+}
+
+async function writeTopologyConfigMap(deps: ClusterControllerDeps, s: Scope, clusterNix: string): Promise<void> {
+  const digest = specHash({ clusterNix, uid: s.cluster.metadata.uid });
+  if (deps.topologyWritten.get(s.key) === digest) return;
+  const cm: ConfigMapObject = {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: {
+      name: names.topology(s.cluster.metadata.name ?? ""),
+      namespace: s.cluster.metadata.namespace,
+      labels: { "nico.homystack.com/cluster": s.cluster.metadata.name ?? "" },
+    },
+    data: { "cluster.nix": clusterNix },
+  };
+  setControllerReference(cm, s.cluster, kubernetesClusters);
+  await applyObject(deps.kube, configMaps, cm, { fieldManager: "nico", force: true, current: null });
+  deps.topologyWritten.set(s.key, digest);
+}
+
+/** Server-side-applies every node's configuration whose spec, suspension or labels differ from what exists. */
+async function emitConfigurations(
+  deps: ClusterControllerDeps,
+  s: Scope,
+  nodes: NodeIntent[],
+  commit: string,
+  clusterNix: string,
+): Promise<RolloutDecision> {
+  const ns = s.cluster.metadata.namespace ?? "";
+  const clusterName = s.cluster.metadata.name ?? "";
+  const specs = nodes.map((n) => nodeSpec(s.cluster, n, commit, clusterNix));
+  const rolloutNodes: RolloutNode[] = nodes.map((n, i) => ({
+    name: n.machine.metadata.name ?? "",
+    role: n.role,
+    desiredHash: specHash(specs[i] ?? {}),
+    commit,
+    current: deps.configs.get(`${ns}/${names.configuration(clusterName, n.machine.metadata.name ?? "")}`),
+  }));
+  const decision = planRollout(
+    rolloutNodes,
+    s.status.initialized === true,
+    s.cluster.spec.rollout?.maxUnavailable ?? 1,
+  );
+  const writes: Promise<void>[] = [];
+  nodes.forEach((n, i) => {
+    const rn = rolloutNodes[i];
+    const spec = specs[i];
+    if (!rn || !spec) return;
+    const suspend = decision.suspend.get(rn.name) ?? true;
+    const cur = rn.current;
+    if (cur?.metadata.deletionTimestamp) return;
+    const same =
+      cur &&
+      cur.metadata.annotations?.["nico.homystack.com/desired-hash"] === rn.desiredHash &&
+      (cur.spec.suspend ?? false) === suspend &&
+      cur.metadata.labels?.["nico.homystack.com/role"] === n.role;
+    if (same) return;
+    const desired = desiredConfiguration(s.cluster, n, spec, suspend);
+    writes.push(
+      applyObject(deps.kube, nixosConfigurations, desired, {
+        fieldManager: "nico",
+        force: true,
+        current: cur ?? null,
+      }).then((r) => {
+        if (r.result === "created") {
+          deps.recorder.event(
+            s.cluster,
+            "Normal",
+            "ConfigurationCreated",
+            `created NixosConfiguration ${desired.metadata.name} (${n.role} ${n.index}${suspend ? ", waiting for its turn" : ""})`,
+          );
+        }
+      }),
+    );
+  });
+  const results = await Promise.allSettled(writes);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return decision;
+}
+
+async function reconcileKubeconfig(
+  deps: ClusterControllerDeps,
+  s: Scope,
+  topology: ClusterTopology,
+  first: MachineObject | undefined,
+  ctx: ReconcileContext,
+): Promise<string | undefined> {
+  const endpoint = clusterEndpoint(topology);
+  if (!s.status.initialized || !first || !endpoint) return "the cluster is not initialized yet";
+  const name = names.kubeconfig(s.cluster.metadata.name ?? "");
+  const stored = deps.secrets.get(`${s.cluster.metadata.namespace ?? ""}/${name}`);
+  const readAt = deps.kubeconfigReadAt.get(s.key) ?? 0;
+  const due = !stored || s.now.getTime() - readAt >= deps.config.kubeconfigRefreshIntervalSeconds * 1000;
+  if (!due) return undefined;
+  try {
+    const raw = await fetchKubeconfig(deps.ssh, first, deps.secrets, deps.config.sshConnectTimeoutSeconds * 1000);
+    const res = await storeKubeconfig(deps.kube, deps.secrets, s.cluster, rewriteServer(raw, endpoint));
+    deps.kubeconfigReadAt.set(s.key, s.now.getTime());
+    s.status.kubeconfigSecret = res.name;
+    if (res.changed) {
+      deps.recorder.event(
+        s.cluster,
+        "Normal",
+        "KubeconfigStored",
+        `stored the admin kubeconfig (server ${endpoint}) in Secret ${res.name}`,
+      );
+    }
+    return undefined;
+  } catch (err) {
+    const c = classifyError(err);
+    ctx.logger.info({ err: c.message }, "kubeconfig not readable yet");
+    if (stored) return undefined; // keep serving the last good one
+    return `cannot read ${K3S_KUBECONFIG_PATH} from ${first.metadata.name}: ${c.message}`;
+  }
+}
+
+function summarizeNodes(
+  deps: ClusterControllerDeps,
+  s: Scope,
+  nodes: NodeIntent[],
+  rollout: RolloutDecision,
+): Omit<Progress, "workerShortage" | "kubeconfigProblem" | "cleaningUp"> {
+  const ns = s.cluster.metadata.namespace ?? "";
+  const clusterName = s.cluster.metadata.name ?? "";
+  let failure: Progress["failure"];
+  const counts = { cpReady: 0, cpTotal: 0, workersReady: 0, workersTotal: 0 };
+  s.status.nodes = nodes.map((n) => {
+    const machine = n.machine.metadata.name ?? "";
+    const configuration = names.configuration(clusterName, machine);
+    const cfg = deps.configs.get(`${ns}/${configuration}`);
+    const ready = rollout.upToDate.get(machine) === true;
+    const failed = nodeFailure(cfg);
+    if (failed && !failure) failure = { node: machine, ...failed };
+    if (n.role === "control-plane") {
+      counts.cpTotal++;
+      if (ready) counts.cpReady++;
+    } else {
+      counts.workersTotal++;
+      if (ready) counts.workersReady++;
+    }
+    return {
+      machine,
+      role: n.role,
+      index: n.index,
+      ip: n.machine.spec.ipAddress ?? "",
+      configuration,
+      ...(cfg?.status?.appliedCommit ? { appliedCommit: cfg.status.appliedCommit } : {}),
+      ready,
+    };
+  });
+  for (const role of ["control-plane", "worker"] as const) {
+    const total = role === "control-plane" ? counts.cpTotal : counts.workersTotal;
+    const ready = role === "control-plane" ? counts.cpReady : counts.workersReady;
+    deps.metrics.clusterNodes.set({ cluster: clusterName, role, state: "ready" }, ready);
+    deps.metrics.clusterNodes.set({ cluster: clusterName, role, state: "notready" }, total - ready);
+  }
+  if (!rollout.waitingFor) return { ...counts, failure };
+  return { ...counts, failure, waitingFor: rollout.waitingFor };
+}

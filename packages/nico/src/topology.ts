@@ -1,0 +1,65 @@
+import { DEFAULT_SSH_KEY_SECRET_KEY } from "@nio/api";
+import { WaitingError, type Informer } from "@nio/runtime";
+import { publicKeyFromPrivate, type ClusterTopology } from "./render/index.js";
+import type { ClusterObject, MachineObject, SecretObject } from "./resources.js";
+
+/** A Machine's SSH private key from its sshKeySecretRef, or undefined when it has none. */
+export type PrivateKeyLookup = (m: MachineObject) => Buffer | undefined;
+
+export function privateKeyFromCache(secrets: Informer<SecretObject>): PrivateKeyLookup {
+  return (m) => {
+    const ref = m.spec.sshKeySecretRef;
+    if (!ref) return undefined;
+    const key = ref.key ?? DEFAULT_SSH_KEY_SECRET_KEY;
+    const raw = secrets.get(`${m.metadata.namespace ?? ""}/${ref.name}`)?.data?.[key];
+    if (!raw) {
+      throw new WaitingError(
+        "SecretNotFound",
+        `Machine ${m.metadata.name}: Secret ${ref.name} with key ${key} (spec.sshKeySecretRef) not found`,
+        15_000,
+      );
+    }
+    return Buffer.from(raw, "base64");
+  };
+}
+
+/** What cluster.nix says about the cluster: nodes in rollout order, network from the spec, every node's public key. */
+export function buildTopology(
+  cluster: ClusterObject,
+  nodes: { controlPlane: MachineObject[]; workers: MachineObject[] },
+  initialized: boolean,
+  privateKey: PrivateKeyLookup,
+): ClusterTopology {
+  const net = cluster.spec.network;
+  const node = (m: MachineObject): { name: string; ip: string } => ({
+    name: m.metadata.name ?? "",
+    ip: m.spec.ipAddress ?? "",
+  });
+  const keys = new Set<string>();
+  for (const m of [...nodes.controlPlane, ...nodes.workers]) {
+    const key = privateKey(m);
+    if (key) keys.add(publicKeyFromPrivate(key));
+  }
+  return {
+    name: cluster.metadata.name ?? "",
+    vip: cluster.spec.vip ?? null,
+    initialized,
+    network: {
+      interface: net?.interface ?? "eth0",
+      prefixLength: net?.prefixLength ?? 24,
+      gateway: net?.gateway ?? null,
+      nameservers: net?.nameservers ?? [],
+      virtualRouterId: net?.virtualRouterId ?? 51,
+    },
+    controlPlane: nodes.controlPlane.map(node),
+    workers: nodes.workers.map(node),
+    authorizedKeys: [...keys].sort(),
+  };
+}
+
+/** The API endpoint: the VIP when set, else the first control-plane node. */
+export function clusterEndpoint(t: Pick<ClusterTopology, "vip" | "controlPlane">): string | undefined {
+  const host = t.vip ?? t.controlPlane[0]?.ip;
+  if (!host) return undefined;
+  return host.includes(":") ? `https://[${host}]:6443` : `https://${host}:6443`;
+}
