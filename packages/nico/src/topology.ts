@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { DEFAULT_SSH_KEY_SECRET_KEY } from "@nio/api";
 import { WaitingError, type Informer } from "@nio/runtime";
 import { publicKeyFromPrivate, type ClusterTopology } from "./render/index.js";
@@ -23,6 +24,20 @@ export function privateKeyFromCache(secrets: Informer<SecretObject>): PrivateKey
   };
 }
 
+const publicKeys = new Map<string, string>();
+
+/** Memoized by the key's digest: many Machines usually share one key Secret, and parsing keys is not free. */
+function publicKeyOf(privateKey: Buffer): string {
+  const id = createHash("sha256").update(privateKey).digest("hex");
+  let pub = publicKeys.get(id);
+  if (pub === undefined) {
+    pub = publicKeyFromPrivate(privateKey);
+    if (publicKeys.size > 1000) publicKeys.clear();
+    publicKeys.set(id, pub);
+  }
+  return pub;
+}
+
 /** What cluster.nix says about the cluster: nodes in rollout order, network from the spec, every node's public key. */
 export function buildTopology(
   cluster: ClusterObject,
@@ -38,7 +53,7 @@ export function buildTopology(
   const keys = new Set<string>();
   for (const m of [...nodes.controlPlane, ...nodes.workers]) {
     const key = privateKey(m);
-    if (key) keys.add(publicKeyFromPrivate(key));
+    if (key) keys.add(publicKeyOf(key));
   }
   return {
     name: cluster.metadata.name ?? "",

@@ -106,15 +106,13 @@ export async function reconcileCluster(
   ctx: ReconcileContext,
 ): Promise<ReconcileResult> {
   const k = `${key.namespace}/${key.name}`;
-  const cluster = deps.clusters.get(k);
+  let cluster = deps.clusters.get(k);
   if (!cluster) {
     forget(deps, k, key.name);
     return {};
   }
-  if (!cluster.metadata.deletionTimestamp && !cluster.metadata.finalizers?.includes(FINALIZERS.nico)) {
-    await ensureFinalizer(deps.kube, kubernetesClusters, cluster, FINALIZERS.nico);
-    return {};
-  }
+  cluster = await withFinalizer(deps, cluster);
+  if (!cluster) return {};
   const now = (deps.now ?? (() => new Date()))();
   const s: Scope = {
     cluster,
@@ -142,6 +140,19 @@ export async function reconcileCluster(
     await writeStatus(deps, s);
     updateClusterGauge(deps);
   }
+}
+
+/**
+ * Adds NICO's finalizer first. Goes on with the object the server returned (no waiting for the watch to bring it
+ * back); undefined when the finalizer could not be added (the object is being deleted concurrently).
+ */
+async function withFinalizer(deps: ClusterControllerDeps, c: ClusterObject): Promise<ClusterObject | undefined> {
+  if (c.metadata.deletionTimestamp || c.metadata.finalizers?.includes(FINALIZERS.nico)) return c;
+  let patched: ClusterObject | undefined;
+  await ensureFinalizer(deps.kube, kubernetesClusters, c, FINALIZERS.nico, {
+    onPatched: (o) => (patched = o as ClusterObject),
+  });
+  return patched;
 }
 
 function forget(deps: ClusterControllerDeps, k: string, name: string): void {

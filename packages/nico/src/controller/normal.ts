@@ -35,7 +35,10 @@ export async function reconcileNormal(
   s: Scope,
   ctx: ReconcileContext,
 ): Promise<ReconcileResult> {
+  const t0 = Date.now();
+  const lap = (step: string): void => ctx.logger.debug({ step, ms: Date.now() - t0 }, "reconcile step");
   const commit = await resolveClusterCommit(deps, s);
+  lap("commit");
   const ns = s.cluster.metadata.namespace ?? "";
   const inNamespace = deps.machines.list().filter((m) => m.metadata.namespace === ns);
   const plan = planSelection(s.cluster, inNamespace);
@@ -52,16 +55,19 @@ export async function reconcileNormal(
     return { requeueAfterMs: deps.config.clusterReconcileIntervalSeconds * 1000 };
   }
   const nodes = intents(plan);
-  await claimAll(deps, s, nodes);
-  setClaims(s.status, s.cond, nodes.length, plan.shortages);
   const token = await ensureJoinToken(deps.kube, deps.secrets, s.cluster);
   if (token.created) deps.recorder.event(s.cluster, "Normal", "JoinTokenCreated", `created Secret ${token.name}`);
 
   const topology = buildTopology(s.cluster, plan, s.status.initialized === true, privateKeyFromCache(deps.secrets));
   const clusterNix = render(topology);
+  lap("render");
   await writeTopologyConfigMap(deps, s, clusterNix);
 
-  const rollout = await emitConfigurations(deps, s, nodes, commit, clusterNix);
+  // Each node's configuration is written right after its Machine is claimed (never before): the claims and the
+  // configurations go out as one pipeline instead of two rounds.
+  const rollout = await emitConfigurations(deps, s, { nodes, commit, clusterNix, claim: claimer(deps, s) });
+  setClaims(s.status, s.cond, nodes.length, plan.shortages);
+  lap("emit");
   const cleaningUp = await removeSurplus(deps, s, plan, owned);
   const first = nodes[0];
   if (first && !s.status.initialized && rollout.upToDate.get(first.machine.metadata.name ?? "")) {
@@ -108,24 +114,34 @@ function render(t: ClusterTopology): string {
   }
 }
 
-async function claimAll(deps: ClusterControllerDeps, s: Scope, nodes: NodeIntent[]): Promise<void> {
-  const name = s.cluster.metadata.name ?? "";
-  for (const n of nodes) {
-    try {
-      const result = await claimMachine(deps.kube, n.machine, name, n.role);
-      if (result === "claimed") {
-        deps.metrics.machineClaims.inc({ result: "claimed" });
-        deps.recorder.event(
-          s.cluster,
-          "Normal",
-          "MachineClaimed",
-          `claimed Machine ${n.machine.metadata.name} as ${n.role}`,
-        );
-      }
-    } catch (err) {
-      deps.metrics.machineClaims.inc({ result: "conflict" });
-      throw err;
+/**
+ * Claims in plan order: control-plane machines one at a time (two clusters racing for the same machines meet on the
+ * first one and exactly one goes on), workers in parallel (any of them may be partial).
+ */
+function claimer(deps: ClusterControllerDeps, s: Scope): (n: NodeIntent) => Promise<void> {
+  let controlPlane = Promise.resolve();
+  return (n) => {
+    if (n.role === "worker") return claimOne(deps, s, n);
+    controlPlane = controlPlane.then(() => claimOne(deps, s, n));
+    return controlPlane;
+  };
+}
+
+async function claimOne(deps: ClusterControllerDeps, s: Scope, n: NodeIntent): Promise<void> {
+  try {
+    const result = await claimMachine(deps.kube, n.machine, s.cluster.metadata.name ?? "", n.role);
+    if (result === "claimed") {
+      deps.metrics.machineClaims.inc({ result: "claimed" });
+      deps.recorder.event(
+        s.cluster,
+        "Normal",
+        "MachineClaimed",
+        `claimed Machine ${n.machine.metadata.name} as ${n.role}`,
+      );
     }
+  } catch (err) {
+    deps.metrics.machineClaims.inc({ result: "conflict" });
+    throw err;
   }
 }
 
@@ -201,13 +217,16 @@ async function writeTopologyConfigMap(deps: ClusterControllerDeps, s: Scope, clu
 }
 
 /** Server-side-applies every node's configuration whose spec, suspension or labels differ from what exists. */
-async function emitConfigurations(
-  deps: ClusterControllerDeps,
-  s: Scope,
-  nodes: NodeIntent[],
-  commit: string,
-  clusterNix: string,
-): Promise<RolloutDecision> {
+interface Emission {
+  nodes: NodeIntent[];
+  commit: string;
+  clusterNix: string;
+  /** Claims the node's Machine (resolves when it is this cluster's). */
+  claim: (n: NodeIntent) => Promise<void>;
+}
+
+async function emitConfigurations(deps: ClusterControllerDeps, s: Scope, e: Emission): Promise<RolloutDecision> {
+  const { nodes, commit, clusterNix } = e;
   const ns = s.cluster.metadata.namespace ?? "";
   const clusterName = s.cluster.metadata.name ?? "";
   const specs = nodes.map((n) => nodeSpec(s.cluster, n, commit, clusterNix));
@@ -236,23 +255,31 @@ async function emitConfigurations(
       cur.metadata.annotations?.["nico.homystack.com/desired-hash"] === rn.desiredHash &&
       (cur.spec.suspend ?? false) === suspend &&
       cur.metadata.labels?.["nico.homystack.com/role"] === n.role;
-    if (same) return;
+    const claimed = e.claim(n);
+    if (same) {
+      writes.push(claimed);
+      return;
+    }
     const desired = desiredConfiguration(s.cluster, n, spec, suspend);
     writes.push(
-      applyObject(deps.kube, nixosConfigurations, desired, {
-        fieldManager: "nico",
-        force: true,
-        current: cur ?? null,
-      }).then((r) => {
-        if (r.result === "created") {
-          deps.recorder.event(
-            s.cluster,
-            "Normal",
-            "ConfigurationCreated",
-            `created NixosConfiguration ${desired.metadata.name} (${n.role} ${n.index}${suspend ? ", waiting for its turn" : ""})`,
-          );
-        }
-      }),
+      claimed
+        .then(() =>
+          applyObject(deps.kube, nixosConfigurations, desired, {
+            fieldManager: "nico",
+            force: true,
+            current: cur ?? null,
+          }),
+        )
+        .then((r) => {
+          if (r.result === "created") {
+            deps.recorder.event(
+              s.cluster,
+              "Normal",
+              "ConfigurationCreated",
+              `created NixosConfiguration ${desired.metadata.name} (${n.role} ${n.index}${suspend ? ", waiting for its turn" : ""})`,
+            );
+          }
+        }),
     );
   });
   const results = await Promise.allSettled(writes);

@@ -23,12 +23,26 @@ export async function claimMachine(
   cluster: string,
   role: NodeRole,
 ): Promise<ClaimResult> {
-  const owner = claimedBy(m);
-  if (owner === cluster && claimedRole(m) === role) return "unchanged";
-  if (owner !== undefined && owner !== cluster) throw new ClaimConflictError(m.metadata.name ?? "");
-  await patchLabels(kube, m, { [LABELS.cluster]: cluster, [LABELS.role]: role });
-  return "claimed";
+  let current = m;
+  for (let attempt = 0; ; attempt++) {
+    const owner = claimedBy(current);
+    if (owner === cluster && claimedRole(current) === role) return attempt === 0 ? "unchanged" : "claimed";
+    if (owner !== undefined && owner !== cluster) throw new ClaimConflictError(m.metadata.name ?? "");
+    try {
+      await patchLabels(kube, current, { [LABELS.cluster]: cluster, [LABELS.role]: role });
+      return "claimed";
+    } catch (err) {
+      // Someone else wrote the Machine (often NIO's status): re-read it and decide again from the fresh copy.
+      if (!(err instanceof ClaimConflictError) || attempt >= MAX_CLAIM_ATTEMPTS) throw err;
+      current = await kube.get<MachineObject>(machines, {
+        namespace: m.metadata.namespace,
+        name: m.metadata.name ?? "",
+      });
+    }
+  }
 }
+
+const MAX_CLAIM_ATTEMPTS = 5;
 
 /** Removes the claim labels if they still name `cluster` (precondition as for claims). */
 export async function releaseMachine(kube: Kube, m: MachineObject, cluster: string): Promise<boolean> {
