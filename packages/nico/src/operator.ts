@@ -1,6 +1,7 @@
+import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { git, ssh } from "@nio/nio";
+import { git, ssh, startWebhookServer, type WebhookServer } from "@nio/nio";
 import {
   createEventRecorder,
   createManager,
@@ -40,9 +41,12 @@ export interface Nico {
   manager: Manager;
   config: NicoConfig;
   metrics: NicoMetrics;
+  webhook?: WebhookServer;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
+
+const BY_REPO = "cluster-by-repo";
 
 /** Wires NICO: informers for clusters, machines, configurations and Secrets, and the KubernetesCluster controller. */
 export function createNico(opts: NicoOptions = {}): Nico {
@@ -65,9 +69,18 @@ export function createNico(opts: NicoOptions = {}): Nico {
     instance: runtimeConfig.podName,
     logger: manager.logger,
   });
-  registerClusterController(manager, {
+  const clusters = manager.informer<ClusterObject>(kubernetesClusters, ns);
+  clusters.addIndex(BY_REPO, (c) => {
+    try {
+      return [git.normaliseGitUrl(c.spec.gitRepo)];
+    } catch {
+      return [];
+    }
+  });
+  const commits = new Map<string, { commit: string; at: number; source: string }>();
+  const controller = registerClusterController(manager, {
     kube: manager.kube,
-    clusters: manager.informer<ClusterObject>(kubernetesClusters, ns),
+    clusters,
     machines: manager.informer<MachineObject>(machines, ns),
     configs: manager.informer<ConfigObject>(nixosConfigurations, ns),
     secrets: manager.informer<SecretObject>(secrets, ns),
@@ -77,15 +90,44 @@ export function createNico(opts: NicoOptions = {}): Nico {
     config,
     metrics,
     recorder,
-    commits: new Map(),
+    commits,
     kubeconfigReadAt: new Map(),
     topologyWritten: new Map(),
   });
-  return {
+  const webhookSecret = (): Buffer | undefined => {
+    if (config.webhookSecretFile) return readFileSync(config.webhookSecretFile);
+    return config.webhookSecret ? Buffer.from(config.webhookSecret) : undefined;
+  };
+  const nico: Nico = {
     manager,
     config,
     metrics,
-    start: () => manager.start(),
-    stop: () => manager.stop(),
+    async start() {
+      await manager.start();
+      if (config.webhookPort === 0) return;
+      nico.webhook = await startWebhookServer({
+        port: config.webhookPort,
+        host: runtimeConfig.bindAddress,
+        secret: webhookSecret,
+        logger: manager.logger,
+        onPush: (urls) => {
+          let triggered = 0;
+          for (const url of urls) {
+            for (const c of clusters.byIndex(BY_REPO, git.normaliseGitUrl(url))) {
+              const key = `${c.metadata.namespace}/${c.metadata.name}`;
+              commits.delete(key);
+              controller.enqueue(key);
+              triggered++;
+            }
+          }
+          return triggered;
+        },
+      });
+    },
+    async stop() {
+      await nico.webhook?.close();
+      await manager.stop();
+    },
   };
+  return nico;
 }

@@ -208,6 +208,39 @@ describe("NICO: a KubernetesCluster from labelled machines, and back", function 
     );
   });
 
+  it("a pushed commit (signed webhook) rolls through: control plane one at a time, then workers", async () => {
+    const before = await env.cluster("prod-cluster");
+    const counts = new Map<string, number>();
+    for (const name of [...CP, "worker-01", "worker-02"])
+      counts.set(name, (await env.host(name).rebuildRecords()).length);
+    const commit = await env.push("v2", { "nix/VERSION": "v2\n" });
+    expect(commit).to.not.equal(before.status?.commit);
+    expect(await env.notifyPush()).to.equal(202);
+    const done = await until(
+      "every node on the new commit",
+      () => env.cluster("prod-cluster"),
+      (c) =>
+        c.status?.commit === commit &&
+        c.status.phase === "Ready" &&
+        (c.status.nodes ?? []).every((n) => n.appliedCommit === commit && n.ready),
+      300_000,
+    );
+    expect(done.status?.nodes).to.have.length(5);
+    const firstNew = async (name: string): Promise<RebuildRecord> => {
+      const recs = (await env.host(name).rebuildRecords()).slice(counts.get(name));
+      const rec = recs.find((r) => r.result === "success");
+      expect(rec, `${name} applied the new commit`).to.not.equal(undefined);
+      return rec as RebuildRecord;
+    };
+    const [c1, c2, c3, w1, w2] = await Promise.all([...CP, "worker-01", "worker-02"].map(firstNew));
+    expect(started(c2 as RebuildRecord)).to.be.greaterThan(finished(c1 as RebuildRecord));
+    expect(started(c3 as RebuildRecord)).to.be.greaterThan(finished(c2 as RebuildRecord));
+    expect(started(w1 as RebuildRecord)).to.be.greaterThan(finished(c3 as RebuildRecord));
+    // maxUnavailable 1: the two workers never update at the same time.
+    const [a, b] = [w1 as RebuildRecord, w2 as RebuildRecord].sort((x, y) => started(x) - started(y));
+    expect(started(b as RebuildRecord)).to.be.greaterThan(finished(a as RebuildRecord));
+  });
+
   it("a second cluster wanting the same machines waits with a clear condition and provisions nothing", async () => {
     await env.create(
       seedCluster("other-cluster", env.repoUrl, {

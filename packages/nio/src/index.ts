@@ -7,3 +7,4 @@ export { machineAddress, expectedHostKey, usesSudo, machineTarget } from "./mach
 export { machines, nixosConfigurations, secrets } from "./resources.js";
 export type { MachineObject, ConfigObject, SecretObject } from "./resources.js";
 export * as git from "./git/index.js";
+export { startWebhookServer, type WebhookServer } from "./webhook.js";

@@ -1,8 +1,18 @@
+import { createHmac } from "node:crypto";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import pino from "pino";
-import { GitFixture, repoRoot, runChecked, startTestbed, waitFor, type Host, type Testbed } from "@nio/testbed";
+import {
+  GitFixture,
+  freePort,
+  repoRoot,
+  runChecked,
+  startTestbed,
+  waitFor,
+  type Host,
+  type Testbed,
+} from "@nio/testbed";
 import { createKube, loadKubeConfig, type Kube, type KubeObject, type ResourceType } from "@nio/runtime";
 import { createNio, type Nio } from "@nio/nio";
 import { createNico, type Nico } from "../../src/operator.js";
@@ -21,6 +31,7 @@ import {
 export const GIT_TOKEN = "testbed-git-token-9c2e71";
 export const NS = "default";
 export const SSH_KEY_SECRET = "machine-ssh-key";
+export const WEBHOOK_SECRET = "nico-webhook-secret";
 
 /** The project's own nix/ flake, as files under `nix/` (the seed's configurationSubdir). */
 export async function projectFlakeFiles(prefix = "nix"): Promise<Record<string, string>> {
@@ -45,6 +56,8 @@ export interface NicoTestEnv {
   repo: GitFixture;
   repoUrl: string;
   dir: string;
+  /** NICO's git webhook: POSTs a signed push notification for the cluster repository; returns the HTTP status. */
+  notifyPush(): Promise<number>;
   /** Pushes the project flake plus `extra` files; returns the commit. */
   push(message: string, extra?: Record<string, string>): Promise<string>;
   create<T extends KubeObject>(obj: T): Promise<T>;
@@ -88,6 +101,7 @@ export async function startNicoTestEnv(opts: {
     BIND_ADDRESS: "127.0.0.1",
     ENABLE_LEADER_ELECTION: "false",
   };
+  const webhookPort = await freePort();
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
   process.env.NIO_TESTBED_ANYWHERE_LOG = join(tb.dir, "nixos-anywhere.jsonl");
   const nio = createNio({
@@ -109,7 +123,13 @@ export async function startNicoTestEnv(opts: {
   const nico = createNico({
     kubeconfigPath: tb.controlPlane.kubeconfigPath,
     logger: logger.child({ operator: "nico" }),
-    env: { ...common, NICO_CLUSTER_RECONCILE_INTERVAL: "5", ...opts.nicoEnv },
+    env: {
+      ...common,
+      NICO_CLUSTER_RECONCILE_INTERVAL: "600",
+      NICO_WEBHOOK_PORT: String(webhookPort),
+      NICO_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      ...opts.nicoEnv,
+    },
   });
   await nio.start();
   await nico.start();
@@ -140,6 +160,16 @@ export async function startNicoTestEnv(opts: {
     repoUrl: tb.git.repoUrl("cluster"),
     dir,
     push,
+    notifyPush: async () => {
+      const body = JSON.stringify({ repository: { clone_url: tb.git.repoUrl("cluster") } });
+      const sig = createHmac("sha256", WEBHOOK_SECRET).update(body).digest("hex");
+      const res = await fetch(`http://127.0.0.1:${webhookPort}/hooks/git`, {
+        method: "POST",
+        headers: { "X-Hub-Signature-256": `sha256=${sig}` },
+        body,
+      });
+      return res.status;
+    },
     create: <T extends KubeObject>(obj: T) => kube.create<T>(resourceOf(obj), obj),
     cluster: (name) => kube.get<ClusterObject>(kubernetesClusters, { namespace: NS, name }),
     machine: (name) => kube.get<MachineObject>(machines, { namespace: NS, name }),
