@@ -235,7 +235,7 @@ describe("deploy/: manifests as built", function () {
         ...Array<string>(2).fill("Role"),
         ...Array<string>(2).fill("RoleBinding"),
         ...Array<string>(2).fill("Deployment"),
-        ...Array<string>(5).fill("Service"),
+        ...Array<string>(6).fill("Service"),
       ].sort(),
     );
     for (const d of docs) {
@@ -248,6 +248,7 @@ describe("deploy/: manifests as built", function () {
       ["nio-webhook", 8081],
       ["nico-metrics", 8000],
       ["nico-health", 8080],
+      ["nico-webhook", 8082],
     ] as const) {
       const s = one<KubeDoc & { spec: { ports: { name: string; port: number }[] } }>(docs, "Service", svc);
       expect(s.spec.ports.map((p) => p.port)).to.deep.equal([port]);
