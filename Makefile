@@ -23,8 +23,9 @@ lint: build
 test: build lint binaries
 	pnpm test
 
+# The whole stack on the testbed (e2e/src/demo.ts); KEEP=1 leaves the lab and the operators running in .demo/.
 demo: build binaries
-	$(TESTBED) demo
+	KEEP=$(KEEP) node e2e/dist/src/demo.js
 
 testbed-up: build binaries
 	$(TESTBED) up --dir .testbed

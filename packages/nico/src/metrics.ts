@@ -3,18 +3,18 @@ import { Counter, Gauge, type Registry } from "prom-client";
 /** NICO's own metrics (reconcile, work queue and API metrics come from the runtime with the `nico` prefix). */
 export interface NicoMetrics {
   clustersTotal: Gauge<"phase">;
-  clusterNodes: Gauge<"cluster" | "role" | "state">;
+  clusterNodes: Gauge<"namespace" | "cluster" | "role" | "state">;
   machineClaims: Counter<"result">;
   /** Drops every series of a deleted cluster. */
-  forgetCluster(cluster: string): void;
+  forgetCluster(namespace: string, cluster: string): void;
 }
 
 export function createNicoMetrics(registry: Registry): NicoMetrics {
   const registers = [registry];
   const clusterNodes = new Gauge({
     name: "nico_cluster_nodes",
-    help: "Nodes per cluster by role and state (ready, notready).",
-    labelNames: ["cluster", "role", "state"] as const,
+    help: "Nodes per cluster (namespace, cluster) by role and state (ready, notready).",
+    labelNames: ["namespace", "cluster", "role", "state"] as const,
     registers,
   });
   return {
@@ -31,11 +31,10 @@ export function createNicoMetrics(registry: Registry): NicoMetrics {
       labelNames: ["result"] as const,
       registers,
     }),
-    forgetCluster(cluster) {
-      clusterNodes.remove({ cluster, role: "control-plane", state: "ready" });
-      clusterNodes.remove({ cluster, role: "control-plane", state: "notready" });
-      clusterNodes.remove({ cluster, role: "worker", state: "ready" });
-      clusterNodes.remove({ cluster, role: "worker", state: "notready" });
+    forgetCluster(namespace, cluster) {
+      for (const role of ["control-plane", "worker"]) {
+        for (const state of ["ready", "notready"]) clusterNodes.remove({ namespace, cluster, role, state });
+      }
     },
   };
 }

@@ -93,6 +93,7 @@ export function createNico(opts: NicoOptions = {}): Nico {
     commits,
     kubeconfigReadAt: new Map(),
     topologyWritten: new Map(),
+    lastWritten: new Map(),
   });
   const webhookSecret = (): Buffer | undefined => {
     if (config.webhookSecretFile) return readFileSync(config.webhookSecretFile);

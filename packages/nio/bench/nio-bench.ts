@@ -2,16 +2,31 @@
 // Phase 1 (instant stand-in applies): time to all Ready, git fetches, SSH sessions per apply, peak RSS.
 // Phase 2 (1-second stand-in applies, triggered by a signed webhook): time to all on the new commit, compared with
 // ceil(N / NIO_MAX_CONCURRENT_APPLIES) × 1 s. One `name: value` line per figure.
+// The CPU figures of phase 2 say whose work the time was (NIO, the hosts: sshd plus the stand-ins, the control plane,
+// this process, and other processes on the machine).
+// BENCH_STANDIN=sleep replaces the hosts' nixos-rebuild stand-in by one that only sleeps (see standin.ts): what NIO's
+// own overhead allows (a diagnostic, not the figure).
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { GitFixture, freePort, repoRoot, runChecked, startTestbed, waitFor } from "@nio/testbed";
-import { createKube, loadKubeConfig, type KubeObject } from "@nio/runtime";
+import {
+  GitFixture,
+  freePort,
+  repoRoot,
+  runChecked,
+  startHosts,
+  startTestbed,
+  waitFor,
+  type Fleet,
+} from "@nio/testbed";
+import { Informer, createKube, loadKubeConfig, type KubeObject } from "@nio/runtime";
 import { machines, nixosConfigurations, secrets, type ConfigObject } from "../src/resources.js";
 import { configurationNix, fleetFlake } from "../test/support/env.js";
+import { cpuFigures, hostListeners, sampleCpu } from "./cpu.js";
+import { sleepStandInTools } from "./standin.js";
 
 const N = Number(process.env.BENCH_MACHINES ?? 50);
 const MAX = Number(process.env.BENCH_MAX_CONCURRENT ?? 10);
@@ -20,9 +35,17 @@ const out = (name: string, value: string | number): void => console.log(`${name}
 
 const dir = await mkdtemp(join(tmpdir(), "bench-nio-"));
 const names = Array.from({ length: N }, (_, i) => `m-${String(i + 1).padStart(3, "0")}`);
-const tb = await startTestbed({ hosts: names });
+const sleepStandIn = process.env.BENCH_STANDIN === "sleep";
+const tb = await startTestbed({ hosts: sleepStandIn ? [] : names });
+let ownFleet: Fleet | undefined;
+if (sleepStandIn) {
+  const toolsDir = await sleepStandInTools(dir);
+  ownFleet = await startHosts({ dir: tb.dir, names, operatorPublicKey: tb.operatorKey.publicKey, toolsDir });
+}
+const hosts = ownFleet?.hosts ?? tb.fleet.hosts;
 const kube = createKube(loadKubeConfig(tb.controlPlane.kubeconfigPath));
 let nio: ReturnType<typeof spawn> | undefined;
+const configs = new Informer<ConfigObject>(kube, nixosConfigurations, { namespace: "default", resyncMs: 0 });
 try {
   await runChecked(tb.binaries.kubectl, [
     "--kubeconfig",
@@ -42,7 +65,7 @@ try {
   ]);
   const repo = await GitFixture.create({ server: tb.git, repo: "fleet", workDir: join(dir, "fleet") });
   const v1 = await repo.commitAndPush({ "flake.nix": fleetFlake(), "configuration.nix": configurationNix("v1") }, "v1");
-  await Promise.all(tb.fleet.hosts.map((h) => h.setInstantApply(true)));
+  await Promise.all(hosts.map((h) => h.setInstantApply(true)));
   const key = await readFile(tb.operatorKey.privateKeyPath);
   await kube.create(secrets, secretObj("ssh", { "ssh-privatekey": key }));
 
@@ -85,9 +108,12 @@ try {
     },
   );
 
+  // Watched, not polled: the bench adds no list requests to the API server's load and sees the last status at once.
+  configs.start();
+  await configs.waitForSync();
   const t0 = Date.now();
   await Promise.all(
-    tb.fleet.hosts.map(async (h) => {
+    hosts.map(async (h) => {
       await kube.create(machines, {
         apiVersion: "nio.homystack.com/v1alpha1",
         kind: "Machine",
@@ -102,11 +128,7 @@ try {
       } as KubeObject);
     }),
   );
-  const allOn = (commit: string) => async (): Promise<true | undefined> => {
-    const list = await kube.list<ConfigObject>(nixosConfigurations, { namespace: "default" });
-    return list.items.length === N && list.items.every((c) => c.status?.appliedCommit === commit) ? true : undefined;
-  };
-  await waitFor("all Ready", allOn(v1), { timeoutMs: 600_000, intervalMs: 200 });
+  await waitAllOn(configs, v1, 600_000);
   const readySeconds = (Date.now() - t0) / 1000;
   const ssh = await metric("nio_ssh_connections_total");
   const fetches = await metric("nio_git_clones_total");
@@ -120,9 +142,11 @@ try {
   out("nio_ssh_connections_total", ssh);
   out("nio_ssh_sessions_per_apply", ((ssh - N) / N).toFixed(2) + " (one more per machine for discovery)");
 
-  await Promise.all(tb.fleet.hosts.map((h) => h.setSlowApply(1)));
+  await Promise.all(hosts.map((h) => h.setSlowApply(1)));
   const v2 = await repo.commitAndPush({ "configuration.nix": configurationNix("v2") }, "v2");
   const body = JSON.stringify({ repository: { clone_url: tb.git.repoUrl("fleet") } });
+  const cpuPids = { nio: nio.pid, listeners: await hostListeners(hosts), controlPlane: tb.controlPlane.pids() };
+  const cpu0 = await sampleCpu(cpuPids);
   const t1 = Date.now();
   const res = await fetch(`http://127.0.0.1:${webhookPort}/hooks/git`, {
     method: "POST",
@@ -130,25 +154,33 @@ try {
     body,
   });
   if (res.status !== 202) throw new Error(`webhook answered ${res.status}`);
-  await waitFor("all on v2", allOn(v2), { timeoutMs: 600_000, intervalMs: 100 });
+  await waitAllOn(configs, v2, 600_000);
   const slowSeconds = (Date.now() - t1) / 1000;
-  const firstStart = Math.min(
-    ...(await Promise.all(
-      tb.fleet.hosts.map(async (h) => Date.parse((await h.rebuildRecords()).pop()?.time ?? "") || Infinity),
-    )),
-  );
+  await new Promise((r) => setTimeout(r, 500)); // the hosts' sshd reap their sessions
+  const cpu1 = await sampleCpu(cpuPids);
+  const lastRebuilds = await Promise.all(hosts.map(async (h) => (await h.rebuildRecords()).pop()));
+  const firstStart = Math.min(...lastRebuilds.map((r) => Date.parse(r?.time ?? "") || Infinity));
+  // What the stand-in itself took per run (its 1 s sleep plus its own work: bash, jq, sha256sum, ...).
+  const standIn = lastRebuilds.map((r) => (r?.durationMs ?? 0) / 1000);
+  const standInMean = standIn.reduce((a, b) => a + b, 0) / Math.max(1, standIn.length);
   const ideal = Math.ceil(N / MAX) * 1;
   out("nio_max_concurrent_applies", MAX);
   out("nio_webhook_to_first_apply_start_ms", firstStart - t1);
   out("nio_time_to_all_applied_1s_applies_seconds", slowSeconds.toFixed(2));
   out("nio_ideal_1s_applies_seconds", ideal);
   out("nio_ratio_to_ideal", (slowSeconds / ideal).toFixed(2));
+  out("nio_standin_duration_mean_seconds", standInMean.toFixed(2));
+  out("nio_standin_duration_max_seconds", Math.max(...standIn).toFixed(2));
+  out("nio_ratio_to_ideal_with_measured_standin", (slowSeconds / (Math.ceil(N / MAX) * standInMean)).toFixed(2));
+  for (const [name, value] of cpuFigures("nio_1s_applies", cpu0, cpu1, N)) out(name, value);
   out("nio_peak_rss_mib", (peakRss / 1024 / 1024).toFixed(1));
   clearInterval(sampler);
   await repo.cleanup();
 } finally {
   nio?.kill("SIGTERM");
+  await configs.stop();
   kube.close();
+  await ownFleet?.destroy();
   await tb.stop();
   await rm(dir, { recursive: true, force: true });
 }
@@ -160,4 +192,26 @@ function secretObj(name: string, data: Record<string, Buffer | string>): KubeObj
     metadata: { name, namespace: "default" },
     data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])),
   } as KubeObject;
+}
+
+/** Resolves once the informer shows all N configurations with status.appliedCommit = commit. */
+function waitAllOn(informer: Informer<ConfigObject>, commit: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (): boolean => {
+      const items = informer.list();
+      return items.length === N && items.every((c) => c.status?.appliedCommit === commit);
+    };
+    if (done()) return resolve();
+    const timer = setTimeout(() => {
+      finished = true;
+      reject(new Error(`not all ${N} configurations on ${commit} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    let finished = false;
+    informer.on(() => {
+      if (finished || !done()) return;
+      finished = true;
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The testbed CLI: `up` / `down` / `status` for a long-lived lab in a directory (default .testbed), and `demo`.
+// The testbed CLI: `up` / `down` / `status` for a long-lived lab in a directory (default .testbed), and `demo-lab`
+// (a smoke demo of the lab alone; `make demo` is the whole stack: e2e/src/demo.ts).
 import { existsSync } from "node:fs";
 import { readFile, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -15,7 +16,8 @@ const usage = `usage: testbed <command> [--dir DIR] [--hosts N]
   up       start a lab that keeps running (control plane, hosts, git server); writes DIR/kubeconfig, DIR/env
   down     stop the lab in DIR and remove it
   status   show what runs in DIR
-  demo     start a lab, show what runs and how to reach it, smoke-test each part, stop (KEEP=1 keeps it in DIR)`;
+  demo-lab start a lab, show what runs and how to reach it, smoke-test each part, stop (KEEP=1 keeps it in DIR)
+           (the whole stack, NIO and NICO included, is \`make demo\`: node e2e/dist/src/demo.js)`;
 
 // Output piped into `head` and the like may close early; that is not an error of ours.
 process.stdout.on("error", (err: NodeJS.ErrnoException) => {
@@ -41,7 +43,7 @@ async function main(): Promise<number> {
       return down(dir);
     case "status":
       return status(dir);
-    case "demo":
+    case "demo-lab":
       return runDemo({ keepDir: process.env.KEEP === "1" ? dir : undefined, hosts: hosts ?? 5 });
     default:
       console.error(usage);

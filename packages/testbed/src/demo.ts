@@ -1,5 +1,6 @@
-// `make demo` at this stage of the project: starts the lab, shows how to reach every part, and proves each part
-// works the way the operators will use it. Later issues replace the smoke steps with the whole cluster lifecycle.
+// `testbed demo-lab`: a smoke demo of the lab alone. Starts it, shows how to reach every part, and proves each part
+// works the way the operators use it (kubectl, SSH with pinned host keys, a git push, nix flake show, nixos-rebuild
+// on a host). The whole stack with NIO and NICO is `make demo` (e2e/src/demo.ts).
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -58,6 +58,8 @@ export interface ClusterControllerDeps {
   kubeconfigReadAt: Map<string, number>;
   /** Per cluster: digest of the topology ConfigMap last written (no write when unchanged). */
   topologyWritten: Map<string, string>;
+  /** Per cluster: the object our last status write returned (read-your-writes while the cache catches up). */
+  lastWritten: Map<string, ClusterObject>;
   now?: () => Date;
 }
 
@@ -106,9 +108,9 @@ export async function reconcileCluster(
   ctx: ReconcileContext,
 ): Promise<ReconcileResult> {
   const k = `${key.namespace}/${key.name}`;
-  let cluster = deps.clusters.get(k);
+  let cluster = newest(deps.clusters.get(k), deps.lastWritten.get(k));
   if (!cluster) {
-    forget(deps, k, key.name);
+    forget(deps, k, key.namespace ?? "", key.name);
     return {};
   }
   cluster = await withFinalizer(deps, cluster);
@@ -143,6 +145,19 @@ export async function reconcileCluster(
 }
 
 /**
+ * The newer of the cached object and the one our last status write returned: right after a write the cache may not
+ * have it yet, and deciding from the older status (e.g. `initialized` still false) would undo our own step.
+ */
+export function newest(
+  cached: ClusterObject | undefined,
+  written: ClusterObject | undefined,
+): ClusterObject | undefined {
+  if (!cached || !written || cached.metadata.uid !== written.metadata.uid) return cached;
+  const rv = (o: ClusterObject): number => Number.parseInt(o.metadata.resourceVersion ?? "", 10);
+  return rv(written) > rv(cached) ? written : cached;
+}
+
+/**
  * Adds NICO's finalizer first. Goes on with the object the server returned (no waiting for the watch to bring it
  * back); undefined when the finalizer could not be added (the object is being deleted concurrently).
  */
@@ -155,24 +170,31 @@ async function withFinalizer(deps: ClusterControllerDeps, c: ClusterObject): Pro
   return patched;
 }
 
-function forget(deps: ClusterControllerDeps, k: string, name: string): void {
+function forget(deps: ClusterControllerDeps, k: string, namespace: string, name: string): void {
   deps.commits.delete(k);
   deps.kubeconfigReadAt.delete(k);
   deps.topologyWritten.delete(k);
-  deps.metrics.forgetCluster(name);
+  deps.lastWritten.delete(k);
+  deps.metrics.forgetCluster(namespace, name);
   updateClusterGauge(deps);
 }
 
 function updateClusterGauge(deps: ClusterControllerDeps): void {
   deps.metrics.clustersTotal.reset();
-  for (const c of deps.clusters.list()) deps.metrics.clustersTotal.inc({ phase: c.status?.phase ?? "Pending" });
+  for (const cached of deps.clusters.list()) {
+    const c = newest(cached, deps.lastWritten.get(nsName(cached))) ?? cached;
+    deps.metrics.clustersTotal.inc({ phase: c.status?.phase ?? "Pending" });
+  }
 }
 
 async function writeStatus(deps: ClusterControllerDeps, s: Scope): Promise<void> {
   const before = s.before.status?.phase;
   try {
     const res = await patchStatus(deps.kube, kubernetesClusters, s.before, s.status);
-    if (res.object) s.before = res.object;
+    if (res.object) {
+      s.before = res.object;
+      deps.lastWritten.set(s.key, res.object);
+    }
   } catch (err) {
     if (!isNotFound(err)) throw err;
     return;

@@ -45,7 +45,7 @@ export async function reconcileDelete(deps: ClusterControllerDeps, s: Scope): Pr
   await deleteIfPresent(deps, secrets, names.joinToken(name), ns);
   await deleteIfPresent(deps, secrets, names.kubeconfig(name), ns);
   await deleteIfPresent(deps, configMaps, names.topology(name), ns);
-  deps.metrics.forgetCluster(name);
+  deps.metrics.forgetCluster(ns, name);
   await removeFinalizer(deps.kube, kubernetesClusters, s.cluster, FINALIZERS.nico);
   deps.recorder.event(s.cluster, "Normal", "Deleted", "every node is back on #minimal and every machine is released");
   return {};

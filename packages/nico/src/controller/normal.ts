@@ -55,45 +55,89 @@ export async function reconcileNormal(
     return { requeueAfterMs: deps.config.clusterReconcileIntervalSeconds * 1000 };
   }
   const nodes = intents(plan);
+  const claim = claimer(deps, s);
+  // The whole control plane is claimed before anything is created: a cluster that loses a race for its control-plane
+  // machines leaves nothing behind (no token, no topology, no configuration).
+  for (const n of nodes) if (n.role === "control-plane") await claim(n);
+  lap("claims");
   const token = await ensureJoinToken(deps.kube, deps.secrets, s.cluster);
   if (token.created) deps.recorder.event(s.cluster, "Normal", "JoinTokenCreated", `created Secret ${token.name}`);
 
-  const topology = buildTopology(s.cluster, plan, s.status.initialized === true, privateKeyFromCache(deps.secrets));
-  const clusterNix = render(topology);
-  lap("render");
-  await writeTopologyConfigMap(deps, s, clusterNix);
-
-  // Each node's configuration is written right after its Machine is claimed (never before): the claims and the
-  // configurations go out as one pipeline instead of two rounds.
-  const rollout = await emitConfigurations(deps, s, { nodes, commit, clusterNix, claim: claimer(deps, s) });
+  const emit = (): Promise<Emitted> => renderAndEmit(deps, s, { nodes, commit, claim });
+  const { emitted, kubeconfigProblem } = await initializeAndFetchKubeconfig(deps, s, ctx, {
+    first: nodes[0]?.machine,
+    emitted: await emit(),
+    emit,
+  });
   setClaims(s.status, s.cond, nodes.length, plan.shortages);
   lap("emit");
   const cleaningUp = await removeSurplus(deps, s, plan, owned);
-  const first = nodes[0];
-  if (first && !s.status.initialized && rollout.upToDate.get(first.machine.metadata.name ?? "")) {
-    s.status.initialized = true;
-    deps.recorder.event(
-      s.cluster,
-      "Normal",
-      "Initialized",
-      `control-plane node ${first.machine.metadata.name} bootstrapped the cluster; the other nodes join it`,
-    );
-    // cluster.nix changes (initialized = true): render and roll again right away.
-    return { requeueAfterMs: 1 };
-  }
-  const kubeconfigProblem = await reconcileKubeconfig(deps, s, topology, first?.machine, ctx);
-  const progress = summarizeNodes(deps, s, nodes, rollout);
+  const progress = summarizeNodes(deps, s, nodes, emitted.rollout);
   const phase = setProgress(s.status, s.cond, {
     ...progress,
     workerShortage: plan.shortages.find((m) => !m.includes("control-plane")),
     kubeconfigProblem,
     cleaningUp,
   });
-  s.status.endpoint = clusterEndpoint(topology);
-  const next = kubeconfigProblem && s.status.initialized ? 15_000 : deps.config.clusterReconcileIntervalSeconds * 1000;
+  s.status.endpoint = clusterEndpoint(emitted.topology);
+  const next = kubeconfigProblem ? 15_000 : deps.config.clusterReconcileIntervalSeconds * 1000;
   return {
     requeueAfterMs: phase === "Ready" ? Math.min(next, deps.config.kubeconfigRefreshIntervalSeconds * 1000) : next,
   };
+}
+
+interface Emitted {
+  topology: ClusterTopology;
+  rollout: RolloutDecision;
+}
+
+/**
+ * Sets `initialized` once the first node applied its bootstrap configuration and k3s wrote its admin kubeconfig
+ * (which shows the server runs), then renders and rolls out again in the same pass; afterwards keeps the kubeconfig
+ * Secret fresh. Returns what is in force and why the kubeconfig is not available, if it is not.
+ */
+async function initializeAndFetchKubeconfig(
+  deps: ClusterControllerDeps,
+  s: Scope,
+  ctx: ReconcileContext,
+  e: { first: MachineObject | undefined; emitted: Emitted; emit: () => Promise<Emitted> },
+): Promise<{ emitted: Emitted; kubeconfigProblem?: string }> {
+  const { first, emitted } = e;
+  if (s.status.initialized) {
+    return { emitted, kubeconfigProblem: await reconcileKubeconfig(deps, s, emitted.topology, first, ctx) };
+  }
+  if (!first || !emitted.rollout.upToDate.get(first.metadata.name ?? "")) {
+    return { emitted, kubeconfigProblem: "the cluster is not initialized yet" };
+  }
+  const problem = await reconcileKubeconfig(deps, s, emitted.topology, first, ctx);
+  if (problem) return { emitted, kubeconfigProblem: problem };
+  s.status.initialized = true;
+  deps.recorder.event(
+    s.cluster,
+    "Normal",
+    "Initialized",
+    `control-plane node ${first.metadata.name} bootstrapped the cluster; the other nodes join it`,
+  );
+  return { emitted: await e.emit() };
+}
+
+/** Renders cluster.nix for the current state, publishes it, and emits every node's configuration. */
+async function renderAndEmit(
+  deps: ClusterControllerDeps,
+  s: Scope,
+  e: { nodes: NodeIntent[]; commit: string; claim: (n: NodeIntent) => Promise<void> },
+): Promise<Emitted> {
+  const plan = {
+    controlPlane: e.nodes.filter((n) => n.role === "control-plane").map((n) => n.machine),
+    workers: e.nodes.filter((n) => n.role === "worker").map((n) => n.machine),
+  };
+  const topology = buildTopology(s.cluster, plan, s.status.initialized === true, privateKeyFromCache(deps.secrets));
+  const clusterNix = render(topology);
+  await writeTopologyConfigMap(deps, s, clusterNix);
+  // Each worker's configuration is written right after its Machine is claimed (never before): claims and
+  // configurations go out as one pipeline instead of two rounds.
+  const rollout = await emitConfigurations(deps, s, { ...e, clusterNix });
+  return { topology, rollout };
 }
 
 function intents(plan: SelectionPlan<MachineObject>): NodeIntent[] {
@@ -120,10 +164,16 @@ function render(t: ClusterTopology): string {
  */
 function claimer(deps: ClusterControllerDeps, s: Scope): (n: NodeIntent) => Promise<void> {
   let controlPlane = Promise.resolve();
-  return (n) => {
-    if (n.role === "worker") return claimOne(deps, s, n);
-    controlPlane = controlPlane.then(() => claimOne(deps, s, n));
-    return controlPlane;
+  const done = new Set<string>();
+  return async (n) => {
+    const name = n.machine.metadata.name ?? "";
+    if (done.has(name)) return;
+    if (n.role === "worker") await claimOne(deps, s, n);
+    else {
+      controlPlane = controlPlane.then(() => claimOne(deps, s, n));
+      await controlPlane;
+    }
+    done.add(name);
   };
 }
 
@@ -296,7 +346,7 @@ async function reconcileKubeconfig(
   ctx: ReconcileContext,
 ): Promise<string | undefined> {
   const endpoint = clusterEndpoint(topology);
-  if (!s.status.initialized || !first || !endpoint) return "the cluster is not initialized yet";
+  if (!first || !endpoint) return "no control-plane node";
   const name = names.kubeconfig(s.cluster.metadata.name ?? "");
   const stored = deps.secrets.get(`${s.cluster.metadata.namespace ?? ""}/${name}`);
   const readAt = deps.kubeconfigReadAt.get(s.key) ?? 0;
@@ -361,8 +411,8 @@ function summarizeNodes(
   for (const role of ["control-plane", "worker"] as const) {
     const total = role === "control-plane" ? counts.cpTotal : counts.workersTotal;
     const ready = role === "control-plane" ? counts.cpReady : counts.workersReady;
-    deps.metrics.clusterNodes.set({ cluster: clusterName, role, state: "ready" }, ready);
-    deps.metrics.clusterNodes.set({ cluster: clusterName, role, state: "notready" }, total - ready);
+    deps.metrics.clusterNodes.set({ namespace: ns, cluster: clusterName, role, state: "ready" }, ready);
+    deps.metrics.clusterNodes.set({ namespace: ns, cluster: clusterName, role, state: "notready" }, total - ready);
   }
   if (!rollout.waitingFor) return { ...counts, failure };
   return { ...counts, failure, waitingFor: rollout.waitingFor };

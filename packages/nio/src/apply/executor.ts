@@ -1,23 +1,30 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import type { Logger } from "@nio/runtime";
 import { retryDelayMs, type NioConfig } from "../config.js";
 import { redactSecrets, type DesiredState } from "../controllers/nixosconfiguration/desired.js";
-import type { GitAuth, GitSource } from "../git/index.js";
+import type { GitAuth, GitSource, TreeLease } from "../git/index.js";
 import type { NioMetrics } from "../metrics.js";
 import {
   SshCommandTimeoutError,
   SshConnectionLostError,
-  type ExecResult,
   type SshConnector,
   type SshSession,
   type SshTarget,
 } from "../ssh/index.js";
 import { materializeWorkspace, type Workspace } from "../workspace/index.js";
 import { ApplyFailedError } from "./errors.js";
-import { awaitDetached, startDetached, stopDetached } from "./remote-run.js";
+import { WorkspacePool, workspaceKey, type WorkspaceHold } from "./workspaces.js";
+import {
+  awaitApply,
+  RunStillRunningError,
+  startApply,
+  stopApply,
+  type ApplyRun,
+  type RunOutcome,
+} from "./remote-run.js";
 
 export const REMOTE_SRC_DIR = "/var/lib/nio/src";
 export const REMOTE_RUN_DIR = "/var/lib/nio/runs";
@@ -33,7 +40,7 @@ export interface ApplyRequest {
   sudo: boolean;
   git: { url: string; auth?: GitAuth; ref?: string };
   desired: DesiredState;
-  /** Host files are written (after the upload, before the switch) unless false (e.g. onRemoveFlake). */
+  /** Host files are written (before the switch) unless false (e.g. onRemoveFlake). */
   writeHostFiles: boolean;
   signal?: AbortSignal;
   logger: Logger;
@@ -55,23 +62,42 @@ export interface ExecutorDeps {
   nixosAnywhere?: string;
 }
 
+/** Workspaces of concurrent switches with the same source are shared (see WorkspacePool). */
+const sharedWorkspaces = new WorkspacePool();
+
 /** Runs one apply end to end. Throws typed errors (ApplyFailedError, Ssh*Error, GitError, WorkspacePathError). */
 export async function executeApply(deps: ExecutorDeps, req: ApplyRequest): Promise<ApplyOutcome> {
-  const lease = await deps.git.checkout(req.git.url, req.desired.commit, req.git.auth, { ref: req.git.ref });
+  const t0 = Date.now();
+  const step = (name: string): void => req.logger.debug({ step: name, ms: Date.now() - t0 }, "apply step");
+  // A switch's connection does not depend on the source: both are prepared at once.
+  const connecting = req.mode === "switch" ? connect(deps, req, req.expectedHostKey) : undefined;
+  connecting?.then(
+    () => step("connected"),
+    () => undefined,
+  );
+  let lease: TreeLease | undefined;
+  let hold: WorkspaceHold;
   try {
-    const ws = await materializeWorkspace({
-      baseDir: join(deps.config.baseConfigPath, "workspaces"),
-      sourceDir: lease.dir,
-      subdir: req.desired.subdir,
-      additionalFiles: req.desired.additionalFiles.map((f, i) => ({
-        ...f,
-        field: `spec.additionalFiles[${i}].path`,
-      })),
-    });
+    lease = await deps.git.checkout(req.git.url, req.desired.commit, req.git.auth, { ref: req.git.ref });
+    step("checkout");
+    hold = await workspaceFor(deps, req, lease);
+    step("workspace");
+  } catch (err) {
+    void connecting?.then(
+      (s) => s.close(),
+      () => undefined,
+    );
+    await lease?.release();
+    throw err;
+  }
+  try {
     const started = Date.now();
     deps.metrics.appliesInFlight.inc();
     try {
-      const outcome = req.mode === "install" ? await install(deps, req, ws) : await switchOver(deps, req, ws);
+      const outcome =
+        connecting === undefined
+          ? await install(deps, req, hold.ws)
+          : await switchOver(deps, req, hold, await connecting, step);
       deps.metrics.nixosBuilds.inc({ mode: req.metricMode, result: "success" });
       return outcome;
     } catch (err) {
@@ -83,11 +109,38 @@ export async function executeApply(deps: ExecutorDeps, req: ApplyRequest): Promi
     } finally {
       deps.metrics.appliesInFlight.dec();
       deps.metrics.nixosBuildDuration.observe({ mode: req.metricMode }, (Date.now() - started) / 1000);
-      await ws.cleanup();
     }
   } finally {
+    await hold.release();
     await lease.release();
+    step("done");
   }
+}
+
+/**
+ * The flake source of this apply. A switch shares it with concurrent switches of the same source; an install gets
+ * its own (nixos-anywhere evaluates the flake in place, and Nix may write a lock file there).
+ */
+async function workspaceFor(deps: ExecutorDeps, req: ApplyRequest, lease: TreeLease): Promise<WorkspaceHold> {
+  const baseDir = join(deps.config.baseConfigPath, "workspaces");
+  const additionalFiles = req.desired.additionalFiles.map((f, i) => ({
+    ...f,
+    field: `spec.additionalFiles[${i}].path`,
+  }));
+  const make = (): Promise<Workspace> =>
+    materializeWorkspace({ baseDir, sourceDir: lease.dir, subdir: req.desired.subdir, additionalFiles });
+  if (req.mode === "install") {
+    const ws = await make();
+    return { ws, tar: () => ws.tarStream(), release: () => ws.cleanup() };
+  }
+  const key = workspaceKey({
+    baseDir,
+    treeDir: lease.dir,
+    commit: lease.commit,
+    subdir: req.desired.subdir,
+    additionalFiles: req.desired.additionalFiles,
+  });
+  return sharedWorkspaces.acquire(key, make);
 }
 
 function connect(deps: ExecutorDeps, req: ApplyRequest, expected: string | undefined): Promise<SshSession> {
@@ -115,22 +168,38 @@ async function writeHostFiles(session: SshSession, req: ApplyRequest): Promise<v
   }
 }
 
-async function switchOver(deps: ExecutorDeps, req: ApplyRequest, ws: Workspace): Promise<ApplyOutcome> {
-  const t0 = Date.now();
-  const step = (name: string): void => req.logger.debug({ step: name, ms: Date.now() - t0 }, "apply step");
-  let session = await connect(deps, req, req.expectedHostKey);
-  step("connected");
-  const runDir = `${REMOTE_RUN_DIR}/${Date.now()}-${randomBytes(4).toString("hex")}`;
+/**
+ * The switch over SSH: host files, then one command that uploads the source if the machine lacks it, runs
+ * `nixos-rebuild switch` detached, follows its log, reads /run/current-system and prunes (see remote-run.ts).
+ */
+async function switchOver(
+  deps: ExecutorDeps,
+  req: ApplyRequest,
+  source: WorkspaceHold,
+  connected: SshSession,
+  step: (name: string) => void,
+): Promise<ApplyOutcome> {
+  let session = connected;
+  const ws = source.ws;
+  const id = `${Date.now()}-${randomBytes(4).toString("hex")}`;
+  const sourceDir = `${REMOTE_SRC_DIR}/${ws.contentHash}`;
+  const run: ApplyRun = {
+    runDir: `${REMOTE_RUN_DIR}/${id}`,
+    sourceDir,
+    sourceTmp: `${sourceDir}.tmp-${id}`,
+    tar: () => source.tar(),
+    keepSources: KEEP_SOURCES,
+    argv: ["nixos-rebuild", "switch", "--flake", flakeUri(`path:${sourceDir}`, req)],
+  };
   const timeoutMs = deps.config.applyTimeoutSeconds * 1000;
+  const timedOut = (tail: string): ApplyFailedError =>
+    new ApplyFailedError("Timeout", `nixos-rebuild did not finish within ${deps.config.applyTimeoutSeconds} s`, tail);
   try {
-    const remoteDir = `${REMOTE_SRC_DIR}/${ws.contentHash}`;
-    await session.uploadTar(() => ws.tarStream(), remoteDir, { sudo: req.sudo });
-    step("uploaded");
     await writeHostFiles(session, req);
-    const argv = ["nixos-rebuild", "switch", "--flake", flakeUri(`path:${remoteDir}`, req)];
-    let result: ExecResult;
+    if (req.desired.hostFiles.length && req.writeHostFiles) step("host-files");
+    let outcome: RunOutcome;
     try {
-      result = await startDetached(session, runDir, argv, {
+      outcome = await startApply(session, run, {
         sudo: req.sudo,
         timeoutMs,
         signal: req.signal,
@@ -138,33 +207,32 @@ async function switchOver(deps: ExecutorDeps, req: ApplyRequest, ws: Workspace):
       });
     } catch (err) {
       if (err instanceof SshCommandTimeoutError) {
-        await stopDetached(session, runDir, req.sudo).catch(() => undefined);
-        throw new ApplyFailedError(
-          "Timeout",
-          `nixos-rebuild did not finish within ${deps.config.applyTimeoutSeconds} s`,
-          err.tail ?? "",
-        );
+        await stopApply(session, run.runDir, req.sudo).catch(() => undefined);
+        throw timedOut(err.tail ?? "");
       }
       if (!(err instanceof SshConnectionLostError)) throw err;
       // Outcome unknown: the switch runs on, detached. Reconnect and read what it recorded; never re-run blindly.
-      req.logger.warn({ runDir }, "connection lost during nixos-rebuild; reconnecting to read its outcome");
+      req.logger.warn({ runDir: run.runDir }, "connection lost during nixos-rebuild; reconnecting to read its outcome");
       session.close();
       session = await reconnect(deps, req);
-      result = await awaitDetached(session, runDir, { sudo: req.sudo, timeoutMs });
-    }
-    if (result.code !== 0) {
-      throw new ApplyFailedError(
-        "BuildFailed",
-        `nixos-rebuild switch failed with exit code ${result.code ?? result.signal ?? "?"}`,
-        result.tail,
-        result.code,
-      );
+      try {
+        outcome = await awaitApply(session, run, { sudo: req.sudo, timeoutMs });
+      } catch (awaitErr) {
+        if (!(awaitErr instanceof RunStillRunningError)) throw awaitErr;
+        await stopApply(session, run.runDir, req.sudo).catch(() => undefined);
+        throw timedOut(awaitErr.tail);
+      }
     }
     step("switched");
-    const currentSystem = await readCurrentSystem(session);
-    await pruneRemote(session, req.sudo, runDir);
-    step("pruned");
-    return { currentSystem, logTail: result.tail };
+    if (outcome.code !== 0) {
+      throw new ApplyFailedError(
+        "BuildFailed",
+        `nixos-rebuild switch failed with exit code ${outcome.code}`,
+        outcome.tail,
+        outcome.code,
+      );
+    }
+    return { currentSystem: outcome.currentSystem, logTail: outcome.tail };
   } finally {
     session.close();
   }
@@ -188,18 +256,6 @@ async function readCurrentSystem(session: SshSession): Promise<string> {
   return res.code === 0 ? res.stdout.trim() : "";
 }
 
-/** Keeps the newest source trees and removes the finished run's directory. Best effort. */
-async function pruneRemote(session: SshSession, sudo: boolean, runDir: string): Promise<void> {
-  const script =
-    'rm -rf -- "$1"; cd "$2" 2>/dev/null || exit 0; ls -1t | tail -n +"$3" | while read -r d; do rm -rf -- "./$d"; done';
-  await session
-    .exec(["sh", "-c", script, "nio-prune", runDir, REMOTE_SRC_DIR, String(KEEP_SOURCES + 1)], {
-      sudo,
-      timeoutMs: 30_000,
-    })
-    .catch(() => undefined);
-}
-
 async function install(deps: ExecutorDeps, req: ApplyRequest, ws: Workspace): Promise<ApplyOutcome> {
   const keyDir = await mkdtemp(join(deps.config.baseConfigPath, "key-"));
   try {
@@ -214,6 +270,7 @@ async function install(deps: ExecutorDeps, req: ApplyRequest, ws: Workspace): Pr
       String(req.target.port),
       "-i",
       keyFile,
+      ...(await stageHostFiles(req, join(keyDir, "extra"))),
     ];
     const res = await runLocal(
       deps.nixosAnywhere ?? "nixos-anywhere",
@@ -236,6 +293,25 @@ async function install(deps: ExecutorDeps, req: ApplyRequest, ws: Workspace): Pr
   } finally {
     await rm(keyDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Host files ride along with the install (`--extra-files`, owned by root through `--chown`), so they are in place
+ * when the new system first boots (a service reading e.g. a join token must not start without it). They are staged
+ * in the private key directory (0700) and removed with it; they are written over SSH again afterwards, as always.
+ */
+async function stageHostFiles(req: ApplyRequest, dir: string): Promise<string[]> {
+  if (!req.writeHostFiles || req.desired.hostFiles.length === 0) return [];
+  const args = ["--extra-files", dir];
+  for (const f of req.desired.hostFiles) {
+    const target = resolve(dir, `.${f.path}`);
+    if (!target.startsWith(`${dir}/`)) throw new Error(`host file path ${JSON.stringify(f.path)} leaves the root`);
+    await mkdir(dirname(target), { recursive: true, mode: 0o755 });
+    await writeFile(target, f.content, { mode: f.mode & 0o777 });
+    await chmod(target, f.mode & 0o777);
+    args.push("--chown", f.path, "0:0");
+  }
+  return args;
 }
 
 function runLocal(

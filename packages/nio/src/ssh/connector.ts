@@ -156,6 +156,9 @@ async function connect(
       );
     // ssh2's readyTimeout covers connect, key exchange and authentication; this one only guards against it not firing.
     const timer = setTimeout(() => onError(timeoutError()), timeoutMs + 1000);
+    // Nagle's algorithm holds back each small SSH packet until the previous one is acknowledged, and the peer delays
+    // that acknowledgement (40 ms on Linux): every channel open, request and EOF would wait for it.
+    client.once("connect", () => client.setNoDelay(true));
     client.on("ready", onReady);
     client.on("error", onError);
     client.on("close", onClose);
@@ -182,8 +185,9 @@ function connectConfig(attempt: Attempt, opts: SshConnectOptions): ConnectConfig
     readyTimeout: attempt.timeoutMs,
     keepaliveInterval: opts.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS,
     keepaliveCountMax: KEEPALIVE_COUNT_MAX,
-    // No agent, no password, no keyboard-interactive: only the given key is ever offered.
+    // No agent, no password, no keyboard-interactive: only the given key is ever offered (and no "none" probe first).
     tryKeyboard: false,
+    authHandler: ["publickey"],
     algorithms: { serverHostKey: hostKeyAlgorithms(expected) },
     // Runs during the key exchange, before authentication: returning false ends the connection there.
     hostVerifier: (key: Buffer): boolean => {

@@ -38,12 +38,12 @@ export interface HostLab {
 }
 
 /** Starts `count` hosts in a fresh temp dir with a fresh operator key. */
-export async function startHostLab(count: number): Promise<HostLab> {
+export async function startHostLab(count: number, opts: { toolsDir?: string } = {}): Promise<HostLab> {
   const dir = await mkdtemp(join(tmpdir(), "nio-ssh-test-"));
   const key = await generateKey(dir, "operator");
   let fleet: Fleet;
   try {
-    fleet = await startHosts({ dir, count, operatorPublicKey: key.publicKey });
+    fleet = await startHosts({ dir, count, operatorPublicKey: key.publicKey, toolsDir: opts.toolsDir });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;

@@ -80,7 +80,15 @@ export interface AppliedRecord {
   digest: string;
   installed: boolean;
   reinstallAt?: string;
+  /**
+   * The success to record (status and Machine fields), kept until the cache shows it: if writing it failed (e.g. the
+   * API server went away right after the switch), it is written again instead of being lost.
+   */
+  success?: { status: NixosConfigurationStatus; machine: Partial<MachineStatus>; at: number };
 }
+
+/** How long the cache may lag behind a recorded success before NIO writes that success again. */
+const RECORD_AGAIN_AFTER_MS = 3_000;
 
 /** Failures that say the desired state itself does not work: retried at most NIO_RETRY_MAX_ATTEMPTS times. */
 const BUDGETED_FAILURES = new Set<string>([Reason.BuildFailed, Reason.InstallFailed, Reason.Timeout]);
@@ -231,8 +239,15 @@ async function reconcileNormal(deps: ConfigControllerDeps, s: Scope, ctx: Reconc
     setUpToDate(s.status, s.cond, machine.metadata.name ?? "");
     return { requeueAfterMs: interval };
   }
-  if (!install && deps.applied.get(s.key)?.digest === desired.digest) {
-    // Applied moments ago; the cache has not caught up with our own status write yet. Look again shortly.
+  const memo = deps.applied.get(s.key);
+  if (!install && memo?.digest === desired.digest) {
+    // Applied moments ago; the cache has not caught up with our own status write yet. Look again shortly, and if it
+    // still does not show the success after a while, the write was lost: record it again (idempotent).
+    if (memo.success && Date.now() - memo.success.at > RECORD_AGAIN_AFTER_MS) {
+      Object.assign(s.status, structuredClone(memo.success.status));
+      await patchMachineStatus(deps, machine, memo.success.machine);
+      memo.success.at = Date.now();
+    }
     return { requeueAfterMs: 1_000 };
   }
   const failed = deps.failures.get(s.key);
@@ -365,11 +380,19 @@ async function apply(
   const { machine, desired } = plan;
   const opts = { install: plan.install };
   const machineName = machine.metadata.name ?? "";
-  const releaseMachine = await deps.machineLocks.acquire(nsName(machine));
-  const releaseSlot = await deps.applies.acquire();
+  setApplying(s.status, s.cond, desired.commit, machineName, s.now);
+  // Written before waiting for the machine and an apply slot: the wait shows as "applying", and the slot is not held
+  // during an API round trip.
   try {
-    setApplying(s.status, s.cond, desired.commit, machineName, s.now);
     await writeStatus(deps, s);
+  } catch (err) {
+    return recordFailure(deps, s, desired, err, ctx);
+  }
+  const releaseMachine = await deps.machineLocks.acquire(nsName(machine));
+  // NIO_MAX_CONCURRENT_APPLIES bounds whole applies (source, upload, switch); the slot is released as soon as the
+  // machine is done, before the status bookkeeping.
+  let releaseSlot: (() => void) | undefined = await deps.applies.acquire();
+  try {
     const outcome = await executeApply(deps, {
       mode: opts.install ? "install" : "switch",
       metricMode: opts.install ? "install" : "switch",
@@ -382,12 +405,14 @@ async function apply(
       signal: ctx.signal,
       logger: ctx.logger,
     });
+    releaseSlot();
+    releaseSlot = undefined;
     await recordSuccess(deps, s, plan, outcome);
     return { requeueAfterMs: deps.config.configReconcileIntervalSeconds * 1000 };
   } catch (err) {
     return recordFailure(deps, s, desired, err, ctx);
   } finally {
-    releaseSlot();
+    releaseSlot?.();
     releaseMachine();
   }
 }
@@ -412,20 +437,22 @@ async function recordSuccess(
   });
   if (opts.install && opts.reinstallAt) s.status.lastHandledReinstallAt = opts.reinstallAt;
   deps.failures.delete(s.key);
-  deps.applied.set(s.key, {
-    digest: desired.digest,
-    installed: opts.install || deps.applied.get(s.key)?.installed === true,
-    reinstallAt: opts.install ? opts.reinstallAt : deps.applied.get(s.key)?.reinstallAt,
-  });
-  deps.metrics.configurationsApplied.inc();
-  await patchMachineStatus(deps, machine, {
+  const machineFields: Partial<MachineStatus> = {
     hasConfiguration: true,
     appliedConfiguration: s.cfg.metadata.name,
     appliedCommit: desired.commit,
     lastAppliedTime: s.now,
     ...(outcome.currentSystem ? { currentSystem: outcome.currentSystem } : {}),
     ...(outcome.newHostKey ? { sshHostKey: outcome.newHostKey } : {}),
+  };
+  deps.applied.set(s.key, {
+    digest: desired.digest,
+    installed: opts.install || deps.applied.get(s.key)?.installed === true,
+    reinstallAt: opts.install ? opts.reinstallAt : deps.applied.get(s.key)?.reinstallAt,
+    success: { status: structuredClone(s.status), machine: machineFields, at: Date.now() },
   });
+  deps.metrics.configurationsApplied.inc();
+  await patchMachineStatus(deps, machine, machineFields);
   deps.recorder.event(
     s.cfg,
     "Normal",
