@@ -10,8 +10,9 @@ import {
 } from "../resources.js";
 import { releaseMachine } from "../selection/claims.js";
 import { releaseJoinToken } from "../token.js";
+import { batchEvent, plural } from "../events.js";
 import { BY_CLUSTER_LABEL, type ClusterControllerDeps, type Scope } from "./controller.js";
-import { deleteConfiguration } from "./normal.js";
+import { removeNodes } from "./normal.js";
 import { setDeleting } from "./status.js";
 
 /**
@@ -26,7 +27,7 @@ export async function reconcileDelete(deps: ClusterControllerDeps, s: Scope): Pr
   if (owned.length) {
     const batch = nextBatch(s, owned);
     if (s.cluster.metadata.annotations?.[ANNOTATIONS.skipCleanup] === "true") await markSkipCleanup(deps, batch);
-    for (const c of batch) await deleteConfiguration(deps, s, c);
+    await removeNodes(deps, s, batch);
     const removing = batch.map((c) => c.spec.machineRef.name).join(", ");
     setDeleting(s.status, s.cond, `removing ${removing} (NIO applies #minimal), ${owned.length} node(s) left`);
     return {};
@@ -34,12 +35,14 @@ export async function reconcileDelete(deps: ClusterControllerDeps, s: Scope): Pr
   setDeleting(s.status, s.cond, "releasing machines");
   const name = s.cluster.metadata.name ?? "";
   const ns = s.cluster.metadata.namespace ?? "";
+  const released: string[] = [];
   for (const m of deps.machines.byIndex(BY_CLUSTER_LABEL, s.key)) {
     if (await releaseMachine(deps.kube, m, name)) {
       deps.metrics.machineClaims.inc({ result: "released" });
-      deps.recorder.event(s.cluster, "Normal", "MachineReleased", `released Machine ${m.metadata.name}`);
+      released.push(m.metadata.name ?? "");
     }
   }
+  batchEvent(deps.recorder, s.cluster, "MachineReleased", (n) => `released ${plural(n, "Machine")}`, released);
   // Explicit deletes instead of relying on garbage collection (which also works, but not without a GC running).
   await releaseJoinToken(deps.kube, deps.secrets, s.cluster);
   await deleteIfPresent(deps, secrets, names.joinToken(name), ns);

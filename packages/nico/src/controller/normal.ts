@@ -1,4 +1,4 @@
-import { Reason } from "@nio/api";
+import { NODE_ROLES, Reason, type NodeRole } from "@nio/api";
 import {
   StalledError,
   applyObject,
@@ -21,7 +21,8 @@ import {
   type MachineObject,
 } from "../resources.js";
 import { nodeFailure, planRollout, type RolloutDecision, type RolloutNode } from "../rollout.js";
-import { claimMachine, releaseMachine } from "../selection/claims.js";
+import { claimMachine, releaseMachine, type ClaimResult } from "../selection/claims.js";
+import { batchEvent, plural } from "../events.js";
 import { planSelection, type SelectionPlan } from "../selection/select.js";
 import { ensureJoinToken } from "../token.js";
 import { buildTopology, clusterEndpoint, privateKeyFromCache } from "../topology.js";
@@ -55,15 +56,20 @@ export async function reconcileNormal(
     return { requeueAfterMs: deps.config.clusterReconcileIntervalSeconds * 1000 };
   }
   const nodes = intents(plan);
-  const claim = claimer(deps, s);
+  const claims = claimer(deps, s);
+  const claim = claims.claim;
   // The whole control plane is claimed before anything is created: a cluster that loses a race for its control-plane
   // machines leaves nothing behind (no token, no topology, no configuration).
-  for (const n of nodes) if (n.role === "control-plane") await claim(n);
+  try {
+    for (const n of nodes) if (n.role === "control-plane") await claim(n);
+  } finally {
+    claims.report();
+  }
   lap("claims");
   const token = await ensureJoinToken(deps.kube, deps.secrets, s.cluster);
   if (token.created) deps.recorder.event(s.cluster, "Normal", "JoinTokenCreated", `created Secret ${token.name}`);
 
-  const emit = (): Promise<Emitted> => renderAndEmit(deps, s, { nodes, commit, claim });
+  const emit = (): Promise<Emitted> => renderAndEmit(deps, s, { nodes, commit, claim }).finally(() => claims.report());
   const { emitted, kubeconfigProblem } = await initializeAndFetchKubeconfig(deps, s, ctx, {
     first: nodes[0]?.machine,
     emitted: await emit(),
@@ -162,33 +168,49 @@ function render(t: ClusterTopology): string {
  * Claims in plan order: control-plane machines one at a time (two clusters racing for the same machines meet on the
  * first one and exactly one goes on), workers in parallel (any of them may be partial).
  */
-function claimer(deps: ClusterControllerDeps, s: Scope): (n: NodeIntent) => Promise<void> {
+function claimer(deps: ClusterControllerDeps, s: Scope): Claimer {
   let controlPlane = Promise.resolve();
   const done = new Set<string>();
-  return async (n) => {
+  const claimed: Record<NodeRole, string[]> = { "control-plane": [], worker: [] };
+  const claim = async (n: NodeIntent): Promise<void> => {
     const name = n.machine.metadata.name ?? "";
     if (done.has(name)) return;
-    if (n.role === "worker") await claimOne(deps, s, n);
+    let result: ClaimResult;
+    if (n.role === "worker") result = await claimOne(deps, s, n);
     else {
-      controlPlane = controlPlane.then(() => claimOne(deps, s, n));
-      await controlPlane;
+      const next = controlPlane.then(() => claimOne(deps, s, n));
+      controlPlane = next.then(() => undefined);
+      result = await next;
     }
     done.add(name);
+    if (result === "claimed") claimed[n.role].push(name);
   };
+  const report = (): void => {
+    for (const role of NODE_ROLES) {
+      batchEvent(
+        deps.recorder,
+        s.cluster,
+        "MachineClaimed",
+        (n) => `claimed ${plural(n, "Machine")} as ${role}`,
+        claimed[role],
+      );
+      claimed[role] = [];
+    }
+  };
+  return { claim, report };
 }
 
-async function claimOne(deps: ClusterControllerDeps, s: Scope, n: NodeIntent): Promise<void> {
+interface Claimer {
+  claim: (n: NodeIntent) => Promise<void>;
+  /** One Event per role for the machines claimed since the last report. */
+  report: () => void;
+}
+
+async function claimOne(deps: ClusterControllerDeps, s: Scope, n: NodeIntent): Promise<ClaimResult> {
   try {
     const result = await claimMachine(deps.kube, n.machine, s.cluster.metadata.name ?? "", n.role);
-    if (result === "claimed") {
-      deps.metrics.machineClaims.inc({ result: "claimed" });
-      deps.recorder.event(
-        s.cluster,
-        "Normal",
-        "MachineClaimed",
-        `claimed Machine ${n.machine.metadata.name} as ${n.role}`,
-      );
-    }
+    if (result === "claimed") deps.metrics.machineClaims.inc({ result: "claimed" });
+    return result;
   } catch (err) {
     deps.metrics.machineClaims.inc({ result: "conflict" });
     throw err;
@@ -204,13 +226,15 @@ async function releaseUnplanned(
 ): Promise<void> {
   const planned = new Set([...plan.controlPlane, ...plan.workers].map((m) => m.metadata.name));
   const withConfig = new Set(owned.map((c) => c.spec.machineRef.name));
+  const released: string[] = [];
   for (const m of deps.machines.byIndex(BY_CLUSTER_LABEL, s.key)) {
     if (planned.has(m.metadata.name) || withConfig.has(m.metadata.name ?? "")) continue;
     if (await releaseMachine(deps.kube, m, s.cluster.metadata.name ?? "")) {
       deps.metrics.machineClaims.inc({ result: "released" });
-      deps.recorder.event(s.cluster, "Normal", "MachineReleased", `released Machine ${m.metadata.name}`);
+      released.push(m.metadata.name ?? "");
     }
   }
+  batchEvent(deps.recorder, s.cluster, "MachineReleased", (n) => `released ${plural(n, "Machine")}`, released);
 }
 
 /**
@@ -227,24 +251,33 @@ async function removeSurplus(
   const surplus = owned.filter((c) => !planned.has(c.spec.machineRef.name));
   const workers = surplus.filter((c) => c.metadata.labels?.["nico.homystack.com/role"] !== "control-plane");
   const toDelete = workers.length ? workers : surplus.slice(-1);
-  for (const c of toDelete) await deleteConfiguration(deps, s, c);
+  await removeNodes(deps, s, toDelete);
   await releaseUnplanned(deps, s, plan, owned);
   return surplus.map((c) => c.spec.machineRef.name);
 }
 
-export async function deleteConfiguration(deps: ClusterControllerDeps, s: Scope, c: ConfigObject): Promise<void> {
-  if (c.metadata.deletionTimestamp) return;
+/** Deletes a node's configuration (NIO then applies #minimal); true when this call deleted it. */
+export async function deleteConfiguration(deps: ClusterControllerDeps, c: ConfigObject): Promise<boolean> {
+  if (c.metadata.deletionTimestamp) return false;
   try {
     await deps.kube.delete(nixosConfigurations, { namespace: c.metadata.namespace, name: c.metadata.name ?? "" });
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    return;
+    return false;
   }
-  deps.recorder.event(
+  return true;
+}
+
+/** Deletes the configurations and records one Event naming their machines. */
+export async function removeNodes(deps: ClusterControllerDeps, s: Scope, configs: ConfigObject[]): Promise<void> {
+  const removed: string[] = [];
+  for (const c of configs) if (await deleteConfiguration(deps, c)) removed.push(c.spec.machineRef.name);
+  batchEvent(
+    deps.recorder,
     s.cluster,
-    "Normal",
     "NodeRemoving",
-    `deleted NixosConfiguration ${c.metadata.name}: NIO applies #minimal to Machine ${c.spec.machineRef.name}`,
+    (n) => `deleted the NixosConfigurations of ${plural(n, "node")}, NIO applies #minimal to them`,
+    removed,
   );
 }
 
@@ -293,6 +326,7 @@ async function emitConfigurations(deps: ClusterControllerDeps, s: Scope, e: Emis
     s.cluster.spec.rollout?.maxUnavailable ?? 1,
   );
   const writes: Promise<void>[] = [];
+  const created: string[] = [];
   nodes.forEach((n, i) => {
     const rn = rolloutNodes[i];
     const spec = specs[i];
@@ -321,18 +355,18 @@ async function emitConfigurations(deps: ClusterControllerDeps, s: Scope, e: Emis
           }),
         )
         .then((r) => {
-          if (r.result === "created") {
-            deps.recorder.event(
-              s.cluster,
-              "Normal",
-              "ConfigurationCreated",
-              `created NixosConfiguration ${desired.metadata.name} (${n.role} ${n.index}${suspend ? ", waiting for its turn" : ""})`,
-            );
-          }
+          if (r.result === "created") created.push(desired.metadata.name ?? "");
         }),
     );
   });
   const results = await Promise.allSettled(writes);
+  batchEvent(
+    deps.recorder,
+    s.cluster,
+    "ConfigurationCreated",
+    (n) => `created ${plural(n, "NixosConfiguration")} (nodes wait for their turn in the rollout)`,
+    created,
+  );
   const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
   return decision;
