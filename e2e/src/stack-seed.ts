@@ -1,7 +1,5 @@
 // What the stack seeds, as plain manifests: the Secrets, the Machines and the KubernetesCluster of seed 003 pointed at
-// the testbed (its hosts, its git server), and the project flake as files for the git repository.
-import { readFile, readdir } from "node:fs/promises";
-import { join, relative } from "node:path";
+// the testbed (its hosts, its git server).
 import type { Host } from "@nio/testbed";
 
 /** Where the seed's objects live. */
@@ -29,20 +27,6 @@ export interface Manifest {
   kind: string;
   metadata: { name: string; namespace?: string; labels?: Record<string, string> };
   [field: string]: unknown;
-}
-
-/** The project's nix/ directory as files under `prefix/` (the seed's configurationSubdir "nix"). */
-export async function projectFlakeFiles(root: string, prefix = "nix"): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile()) out[`${prefix}/${relative(root, p)}`] = await readFile(p, "utf8");
-    }
-  };
-  await walk(root);
-  return out;
 }
 
 /** The default split of host names into control plane and workers. */

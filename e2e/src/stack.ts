@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
 import { createKube, loadKubeConfig, type Kube } from "@nio/runtime";
-import { GitFixture, freePort, repoRoot, runChecked, startTestbed, type Testbed } from "@nio/testbed";
+import { GitFixture, freePort, readTreeFiles, repoRoot, runChecked, startTestbed, type Testbed } from "@nio/testbed";
 import { operatorProcess, type OperatorProcess } from "./stack-operator.js";
-import { projectFlakeFiles, seedManifests, type Manifest, type SeedOptions } from "./stack-seed.js";
+import { seedManifests, type Manifest, type SeedOptions } from "./stack-seed.js";
 
 export type { OperatorProcess } from "./stack-operator.js";
 export {
@@ -242,7 +242,7 @@ async function assemble({ opts, tb, dir, gitToken, log, started }: AssembleInput
   await serviceAccountKubeconfig(tb, "nico", kubeconfigs.nico);
 
   const repo = await openRepo(tb, gitToken, join(dir, "repo"));
-  const flake = await projectFlakeFiles(join(repoRoot, "nix"));
+  const flake = await readTreeFiles(join(repoRoot, "nix"), "nix");
   const push = (message: string, extra: Record<string, string> = {}): Promise<string> =>
     repo.commitAndPush({ ...flake, ...extra }, message, { allowEmpty: true });
   const first = await push("the project flake");

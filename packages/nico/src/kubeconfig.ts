@@ -1,5 +1,5 @@
-import { DEFAULT_SSH_KEY_SECRET_KEY, LABELS } from "@nio/api";
-import { ssh as sshApi, expectedHostKey, machineAddress, usesSudo } from "@nio/nio";
+import { LABELS } from "@nio/api";
+import { ssh as sshApi, expectedHostKey, machineTarget, usesSudo } from "@nio/nio";
 import { WaitingError, applyObject, setControllerReference, type Informer, type Kube } from "@nio/runtime";
 import { parse, stringify } from "yaml";
 import {
@@ -41,28 +41,15 @@ export async function fetchKubeconfig(
   const name = machine.metadata.name ?? "";
   if (!expected)
     throw new WaitingError("KubeconfigUnavailable", `Machine ${name} has no recorded SSH host key yet`, 15_000);
-  const ref = machine.spec.sshKeySecretRef;
-  if (!ref) {
+  if (!machine.spec.sshKeySecretRef) {
     throw new WaitingError(
       "KubeconfigUnavailable",
       `Machine ${name} has no spec.sshKeySecretRef to read the kubeconfig with`,
       15_000,
     );
   }
-  const secret = secretCache.get(`${machine.metadata.namespace ?? ""}/${ref.name}`);
-  const raw = secret?.data?.[ref.key ?? DEFAULT_SSH_KEY_SECRET_KEY];
-  if (!raw)
-    throw new WaitingError("KubeconfigUnavailable", `Secret ${ref.name} of Machine ${name} is missing its key`, 15_000);
-  const session = await connector.connect(
-    {
-      host: machineAddress(machine),
-      port: machine.spec.sshPort ?? 22,
-      user: machine.spec.sshUser ?? "root",
-      privateKey: Buffer.from(raw, "base64"),
-    },
-    { expected },
-    { timeoutMs },
-  );
+  const target = await machineTarget(machine, secretCache, { defaultSshKeyPath: undefined });
+  const session = await connector.connect(target, { expected }, { timeoutMs });
   try {
     const data = await session.readFile(K3S_KUBECONFIG_PATH, { sudo: usesSudo(machine), maxBytes: 1 << 20 });
     return data.toString("utf8");

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { DEFAULT_SSH_KEY_SECRET_KEY } from "@nio/api";
-import { WaitingError, type Informer } from "@nio/runtime";
+import { secretValue } from "@nio/nio";
+import type { Informer } from "@nio/runtime";
 import { publicKeyFromPrivate, type ClusterTopology } from "./render/index.js";
 import type { ClusterObject, MachineObject, SecretObject } from "./resources.js";
 
@@ -11,16 +12,7 @@ export function privateKeyFromCache(secrets: Informer<SecretObject>): PrivateKey
   return (m) => {
     const ref = m.spec.sshKeySecretRef;
     if (!ref) return undefined;
-    const key = ref.key ?? DEFAULT_SSH_KEY_SECRET_KEY;
-    const raw = secrets.get(`${m.metadata.namespace ?? ""}/${ref.name}`)?.data?.[key];
-    if (!raw) {
-      throw new WaitingError(
-        "SecretNotFound",
-        `Machine ${m.metadata.name}: Secret ${ref.name} with key ${key} (spec.sshKeySecretRef) not found`,
-        15_000,
-      );
-    }
-    return Buffer.from(raw, "base64");
+    return secretValue(secrets, m.metadata.namespace ?? "", ref.name, ref.key ?? DEFAULT_SSH_KEY_SECRET_KEY);
   };
 }
 

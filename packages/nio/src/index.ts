@@ -8,3 +8,4 @@ export { machines, nixosConfigurations, secrets } from "./resources.js";
 export type { MachineObject, ConfigObject, SecretObject } from "./resources.js";
 export * as git from "./git/index.js";
 export { startWebhookServer, type WebhookServer } from "./webhook.js";
+export { gitAuthFromSecret, secretValue } from "./secrets.js";

@@ -24,7 +24,7 @@ export function usesSudo(m: MachineObject): boolean {
 export async function machineTarget(
   m: MachineObject,
   secrets: Informer<SecretObject>,
-  config: NioConfig,
+  config: Pick<NioConfig, "defaultSshKeyPath">,
 ): Promise<SshTarget> {
   const ref = m.spec.sshKeySecretRef;
   let privateKey: Buffer;

@@ -27,3 +27,18 @@ export function secretValue(cache: Informer<SecretObject>, namespace: string, na
 export function secretKey(namespace: string | undefined, name: string): string {
   return `${namespace ?? ""}/${name}`;
 }
+
+/**
+ * Git credentials from a `credentialsRef` Secret (key `token`, optional `username`), or undefined without a ref.
+ * A missing Secret or token is a WaitingError.
+ */
+export function gitAuthFromSecret(
+  cache: Informer<SecretObject>,
+  namespace: string,
+  ref: { name: string } | undefined,
+): { token: string; username?: string } | undefined {
+  if (!ref) return undefined;
+  const token = secretValue(cache, namespace, ref.name, "token").toString("utf8").trim();
+  const username = cache.get(`${namespace}/${ref.name}`)?.data?.username;
+  return username ? { token, username: Buffer.from(username, "base64").toString("utf8").trim() } : { token };
+}

@@ -114,6 +114,17 @@ export function markStalled(
 }
 
 /** Done: `Ready=True`, `Reconciling` and `Stalled` removed. */
+/** `Suspended=True` with `message` while `suspended`, else no Suspended condition (the same for every kind). */
+export function markSuspended(
+  list: readonly Condition[] | undefined,
+  suspended: boolean,
+  message: string,
+  ctx: ConditionContext,
+): Condition[] {
+  if (!suspended) return removeCondition(list, "Suspended");
+  return setCondition(list, { type: "Suspended", status: "True", reason: "Suspended", message }, ctx);
+}
+
 export function markReady(
   list: readonly Condition[] | undefined,
   reason: string,

@@ -4,7 +4,7 @@
  * run with argv arrays; a token is passed as an `http.extraHeader` through GIT_CONFIG_* environment variables, never
  * in a URL or on a command line.
  */
-import { cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, isAbsolute, join, normalize, relative, resolve } from "node:path";
 import { run } from "./util/process.js";
@@ -266,4 +266,21 @@ export class GitFixture {
   async cleanup(): Promise<void> {
     if (this.ownsWorkDir) await rm(this.workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The files of a directory tree as `{ "<prefix>/<relative path>": content }`, ready for `commitAndPush` — e.g. the
+ * project's own nix/ flake pushed under the seed's configurationSubdir "nix".
+ */
+export async function readTreeFiles(root: string, prefix: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) out[`${prefix}/${relative(root, p)}`] = await readFile(p, "utf8");
+    }
+  };
+  await walk(root);
+  return out;
 }

@@ -17,5 +17,5 @@ export {
   type GitServer,
   type GitRequestRecord,
 } from "./git-server.js";
-export { GitFixture } from "./git-fixture.js";
+export { GitFixture, readTreeFiles } from "./git-fixture.js";
 export * from "./nix.js";

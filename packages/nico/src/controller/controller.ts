@@ -55,7 +55,7 @@ export interface ClusterControllerDeps {
   /** Per cluster: the commit its ref resolved to, when, and for which source (re-resolved after the interval). */
   commits: Map<string, { commit: string; at: number; source: string }>;
   /** Per cluster: when the kubeconfig was last read from the first control-plane node. */
-  kubeconfigReadAt: Map<string, number>;
+  kubeconfigReadAt: Map<string, { at: number; ok: boolean; problem?: string }>;
   /** Per cluster: digest of the topology ConfigMap last written (no write when unchanged). */
   topologyWritten: Map<string, string>;
   /** Per cluster: the object our last status write returned (read-your-writes while the cache catches up). */

@@ -92,6 +92,22 @@ export async function reconcileNormal(
   };
 }
 
+const KUBECONFIG_RETRY_MS = 10_000;
+
+/**
+ * One SSH read per refresh interval, and after a failed read at most one per KUBECONFIG_RETRY_MS however often NIO's
+ * progress triggers reconciles. Returns what to report instead of reading, or undefined when a read is due.
+ */
+function kubeconfigReadDue(deps: ClusterControllerDeps, s: Scope, stored: boolean): { problem?: string } | undefined {
+  const last = deps.kubeconfigReadAt.get(s.key);
+  if (!last) return undefined;
+  const since = s.now.getTime() - last.at;
+  if (!last.ok && since < KUBECONFIG_RETRY_MS) return { problem: last.problem };
+  if (last.ok && since < KUBECONFIG_RETRY_MS) return {}; // just stored; the cache may not show the Secret yet
+  if (stored && last.ok && since < deps.config.kubeconfigRefreshIntervalSeconds * 1000) return {};
+  return undefined;
+}
+
 interface Emitted {
   topology: ClusterTopology;
   rollout: RolloutDecision;
@@ -383,13 +399,12 @@ async function reconcileKubeconfig(
   if (!first || !endpoint) return "no control-plane node";
   const name = names.kubeconfig(s.cluster.metadata.name ?? "");
   const stored = deps.secrets.get(`${s.cluster.metadata.namespace ?? ""}/${name}`);
-  const readAt = deps.kubeconfigReadAt.get(s.key) ?? 0;
-  const due = !stored || s.now.getTime() - readAt >= deps.config.kubeconfigRefreshIntervalSeconds * 1000;
-  if (!due) return undefined;
+  const skip = kubeconfigReadDue(deps, s, stored !== undefined);
+  if (skip) return skip.problem;
   try {
     const raw = await fetchKubeconfig(deps.ssh, first, deps.secrets, deps.config.sshConnectTimeoutSeconds * 1000);
     const res = await storeKubeconfig(deps.kube, deps.secrets, s.cluster, rewriteServer(raw, endpoint));
-    deps.kubeconfigReadAt.set(s.key, s.now.getTime());
+    deps.kubeconfigReadAt.set(s.key, { at: s.now.getTime(), ok: true });
     s.status.kubeconfigSecret = res.name;
     if (res.changed) {
       deps.recorder.event(
@@ -403,8 +418,9 @@ async function reconcileKubeconfig(
   } catch (err) {
     const c = classifyError(err);
     ctx.logger.info({ err: c.message }, "kubeconfig not readable yet");
-    if (stored) return undefined; // keep serving the last good one
-    return `cannot read ${K3S_KUBECONFIG_PATH} from ${first.metadata.name}: ${c.message}`;
+    const problem = `cannot read ${K3S_KUBECONFIG_PATH} from ${first.metadata.name}: ${c.message}`;
+    deps.kubeconfigReadAt.set(s.key, { at: s.now.getTime(), ok: false, problem: stored ? undefined : problem });
+    return stored ? undefined : problem; // with a stored one: keep serving the last good one
   }
 }
 

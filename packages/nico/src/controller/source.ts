@@ -1,6 +1,6 @@
 import { Reason } from "@nio/api";
 import { WaitingError, classifyError } from "@nio/runtime";
-import type { git as gitApi } from "@nio/nio";
+import { gitAuthFromSecret, type git as gitApi } from "@nio/nio";
 import type { ClusterControllerDeps, Scope } from "./controller.js";
 
 /**
@@ -46,18 +46,5 @@ function isFresh(deps: ClusterControllerDeps, s: Scope, cached: CachedCommit, so
 }
 
 function gitAuth(deps: ClusterControllerDeps, s: Scope): gitApi.GitAuth | undefined {
-  const ref = s.cluster.spec.credentialsRef;
-  if (!ref) return undefined;
-  const secret = deps.secrets.get(`${s.cluster.metadata.namespace ?? ""}/${ref.name}`);
-  const token = secret?.data?.token;
-  if (!token) {
-    throw new WaitingError(
-      Reason.SecretNotFound,
-      `spec.credentialsRef: Secret ${ref.name} with key token not found`,
-      30_000,
-    );
-  }
-  const decode = (v: string): string => Buffer.from(v, "base64").toString("utf8").trim();
-  const username = secret.data?.username ? decode(secret.data.username) : undefined;
-  return username ? { token: decode(token), username } : { token: decode(token) };
+  return gitAuthFromSecret(deps.secrets, s.cluster.metadata.namespace ?? "", s.cluster.spec.credentialsRef);
 }

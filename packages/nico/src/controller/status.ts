@@ -1,6 +1,7 @@
 import { ConditionType, Reason, type ClusterPhase, type KubernetesClusterStatus } from "@nio/api";
 import {
   markNotReady,
+  markSuspended,
   markReady,
   markReconciling,
   markStalled,
@@ -16,18 +17,12 @@ type S = KubernetesClusterStatus;
 const conds = (s: S): Condition[] => s.conditions ?? [];
 
 export function setSuspended(s: S, ctx: ConditionContext, suspended: boolean): void {
-  s.conditions = suspended
-    ? setCondition(
-        conds(s),
-        {
-          type: ConditionType.Suspended,
-          status: "True",
-          reason: Reason.Suspended,
-          message: "spec.suspend is true: no machine is claimed and no configuration changes",
-        },
-        ctx,
-      )
-    : removeCondition(conds(s), ConditionType.Suspended);
+  s.conditions = markSuspended(
+    s.conditions,
+    suspended,
+    "spec.suspend is true: no machine is claimed and no configuration changes",
+    ctx,
+  );
 }
 
 export function setStalled(s: S, ctx: ConditionContext, reason: string, message: string): void {

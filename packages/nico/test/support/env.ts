@@ -1,11 +1,12 @@
 import { createHmac } from "node:crypto";
-import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import pino from "pino";
 import {
   GitFixture,
   freePort,
+  readTreeFiles,
   repoRoot,
   runChecked,
   startTestbed,
@@ -34,18 +35,8 @@ export const SSH_KEY_SECRET = "machine-ssh-key";
 export const WEBHOOK_SECRET = "nico-webhook-secret";
 
 /** The project's own nix/ flake, as files under `nix/` (the seed's configurationSubdir). */
-export async function projectFlakeFiles(prefix = "nix"): Promise<Record<string, string>> {
-  const root = join(repoRoot, "nix");
-  const out: Record<string, string> = {};
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile()) out[`${prefix}/${relative(root, p)}`] = await readFile(p, "utf8");
-    }
-  };
-  await walk(root);
-  return out;
+export function projectFlakeFiles(prefix = "nix"): Promise<Record<string, string>> {
+  return readTreeFiles(join(repoRoot, "nix"), prefix);
 }
 
 export interface NicoTestEnv {

@@ -44,7 +44,7 @@ import {
   type MachineObject,
   type SecretObject,
 } from "../../resources.js";
-import { secretValue } from "../../secrets.js";
+import { gitAuthFromSecret } from "../../secrets.js";
 import { computeDesired, redactSecrets, type DesiredState } from "./desired.js";
 import { reconcileDelete } from "./delete.js";
 import { setApplied, setApplying, setFailed, setStalled, setSuspended, setUpToDate, setWaiting } from "./status.js";
@@ -333,15 +333,7 @@ function olderFirst(a: ConfigObject, b: ConfigObject): number {
 }
 
 export function gitAuth(deps: ConfigControllerDeps, cfg: ConfigObject): GitAuth | undefined {
-  const ref = cfg.spec.credentialsRef;
-  if (!ref) return undefined;
-  const ns = cfg.metadata.namespace ?? "";
-  const token = secretValue(deps.secrets, ns, ref.name, "token").toString("utf8").trim();
-  const secret = deps.secrets.get(`${ns}/${ref.name}`);
-  const username = secret?.data?.username
-    ? Buffer.from(secret.data.username, "base64").toString("utf8").trim()
-    : undefined;
-  return username ? { token, username } : { token };
+  return gitAuthFromSecret(deps.secrets, cfg.metadata.namespace ?? "", cfg.spec.credentialsRef);
 }
 
 export async function resolveCommit(deps: ConfigControllerDeps, s: Scope, fresh: boolean): Promise<string> {

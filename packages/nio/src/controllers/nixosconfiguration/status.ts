@@ -1,11 +1,11 @@
 import { ConditionType, Reason, type NixosConfigurationStatus } from "@nio/api";
 import {
   markNotReady,
+  markSuspended,
   markReady,
   markReconciling,
   markStalled,
   removeCondition,
-  setCondition,
   type Condition,
   type ConditionContext,
 } from "@nio/runtime";
@@ -16,18 +16,7 @@ type S = NixosConfigurationStatus;
 const conds = (s: S): Condition[] => s.conditions ?? [];
 
 export function setSuspended(s: S, ctx: ConditionContext, suspended: boolean): void {
-  s.conditions = suspended
-    ? setCondition(
-        conds(s),
-        {
-          type: ConditionType.Suspended,
-          status: "True",
-          reason: Reason.Suspended,
-          message: "spec.suspend is true: nothing is applied",
-        },
-        ctx,
-      )
-    : removeCondition(conds(s), ConditionType.Suspended);
+  s.conditions = markSuspended(s.conditions, suspended, "spec.suspend is true: nothing is applied", ctx);
 }
 
 export function setApplying(s: S, ctx: ConditionContext, commit: string, machine: string, now: string): void {
