@@ -67,15 +67,18 @@ export async function keepOperators(stack: Stack): Promise<KeptOperator[]> {
   // The seed again, to recreate the cluster by hand (holds the SSH key and git token: 0600).
   const seed = (await stack.seedManifests()).map((d) => stringify(d)).join("---\n");
   await writeFile(join(stack.tb.dir, "seed.yaml"), seed, { mode: 0o600 });
+  // The git token goes to a private file, never into the printed instructions (terminal scrollback, CI logs).
+  await writeFile(join(stack.tb.dir, GIT_TOKEN_FILE), `${stack.gitToken}\n`, { mode: 0o600 });
   return kept;
 }
+
+const GIT_TOKEN_FILE = "git-token";
 
 /** How to reach everything that keeps running. */
 export function keepInstructions(stack: Stack, kept: readonly KeptOperator[]): string[] {
   const tb = stack.tb;
   const rel = (p: string): string => (p.startsWith(repoRoot + "/") ? p.slice(repoRoot.length + 1) : p);
   const kubectl = rel(join(tb.dir, "bin", "kubectl"));
-  const gitUrl = stack.repoUrl.replace("://", `://git:${stack.gitToken}@`);
   return [
     `The lab and the operators keep running (KEEP=1) in ${rel(tb.dir)}/:`,
     `  export KUBECONFIG=${tb.controlPlane.kubeconfigPath}    # admin (system:masters); API ${tb.controlPlane.server}`,
@@ -89,7 +92,7 @@ export function keepInstructions(stack: Stack, kept: readonly KeptOperator[]): s
     ...tb.fleet.hosts.map(
       (h) => `  ssh -i ${rel(tb.operatorKey.privateKeyPath)} -p ${h.port} root@${h.address}    # ${h.name}`,
     ),
-    `  git clone ${gitUrl}    # the flake repository (push to it: NICO rolls the new commit out)`,
+    `  git clone ${stack.repoUrl}    # the flake repository; user git, password in ${rel(join(tb.dir, GIT_TOKEN_FILE))} (push: NICO rolls the new commit out)`,
     `  source ${rel(join(tb.dir, "env"))}    # every address, port and path as variables`,
     `Stop everything: node e2e/dist/src/demo.js down`,
   ];
