@@ -9,7 +9,7 @@ import { Writable } from "node:stream";
 import pino from "pino";
 import { Registry } from "prom-client";
 import { executeApply } from "../src/apply/executor.js";
-import { Semaphore } from "../src/apply/limits.js";
+import { ApplySlots } from "../src/apply/limits.js";
 import { loadNioConfig } from "../src/config.js";
 import type { GitSource } from "../src/git/index.js";
 import { createNioMetrics } from "../src/metrics.js";
@@ -64,45 +64,34 @@ try {
         throw new Error("not used");
       },
     };
-    const slots = new Semaphore(MAX);
+    const slots = new ApplySlots(MAX);
     records.length = 0;
     const cpu0 = await sampleCpu({ listeners, controlPlane: [] });
     const t0 = Date.now();
-    const waits: number[] = [];
-    const totals: number[] = [];
     await Promise.all(
       lab.fleet.hosts.map(async (h, i) => {
-        const q = Date.now();
-        const release = await slots.acquire();
-        waits.push(Date.now() - q);
-        const s = Date.now();
-        try {
-          await executeApply(
-            { ssh, git, config, metrics },
-            {
-              mode: "switch",
-              metricMode: "switch",
-              target: lab.target(h),
-              expectedHostKey: hostKeys[i],
-              sudo: false,
-              git: { url: "http://example.invalid/fleet" },
-              desired: {
-                commit,
-                flake: { dir: "", attr: "worker" },
-                additionalFiles: [],
-                hostFiles: [],
-                secretValues: [],
-                secretsInFlake: [],
-                digest: commit,
-              },
-              writeHostFiles: false,
-              logger: logger.child({ name: h.name }),
+        await executeApply(
+          { ssh, git, config, metrics, slots },
+          {
+            mode: "switch",
+            metricMode: "switch",
+            target: lab.target(h),
+            expectedHostKey: hostKeys[i],
+            sudo: false,
+            git: { url: "http://example.invalid/fleet" },
+            desired: {
+              commit,
+              flake: { dir: "", attr: "worker" },
+              additionalFiles: [],
+              hostFiles: [],
+              secretValues: [],
+              secretsInFlake: [],
+              digest: commit,
             },
-          );
-        } finally {
-          totals.push(Date.now() - s);
-          release();
-        }
+            writeHostFiles: false,
+            logger: logger.child({ name: h.name }),
+          },
+        );
       }),
     );
     const wall = (Date.now() - t0) / 1000;
@@ -113,8 +102,10 @@ try {
     for (const [name, value] of cpuFigures("  profile", cpu0, cpu1, N)) {
       if (!name.includes("control_plane") && !name.includes("cpu_nio")) console.log(`${name}: ${value}`);
     }
-    console.log(`  apply total ms: ${stats(totals)}`);
-    const steps = [...new Set(records.map((r) => r.step))];
+    const seen = new Set(records.map((r) => r.step));
+    const steps = ["checkout", "workspace", "connected", "prepared", "run-slot", "switched", "done"].filter((st) =>
+      seen.has(st),
+    );
     const byName = new Map<string, Map<string, number>>();
     for (const r of records) {
       const m = byName.get(r.name) ?? new Map<string, number>();
@@ -127,6 +118,8 @@ try {
       console.log(`  ${prev ?? "start"} -> ${step}: ${stats(deltas)}`);
       prev = step;
     }
+    const inSlot = [...byName.values()].map((m) => (m.get("done") ?? 0) - (m.get("run-slot") ?? 0));
+    console.log(`  holding a run slot: ${stats(inSlot)}`);
   }
 } finally {
   await lab.destroy();

@@ -70,7 +70,9 @@ try {
   await kube.create(secrets, secretObj("ssh", { "ssh-privatekey": key }));
 
   const [metricsPort, webhookPort, healthPort] = await Promise.all([freePort(), freePort(), freePort()]);
-  nio = spawn(process.execPath, [fileURLToPath(new URL("../src/main.js", import.meta.url))], {
+  // BENCH_NIO_NODE_ARGS (diagnostics), e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+  const nodeArgs = (process.env.BENCH_NIO_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  nio = spawn(process.execPath, [...nodeArgs, fileURLToPath(new URL("../src/main.js", import.meta.url))], {
     stdio: ["ignore", process.env.BENCH_DEBUG ? "inherit" : "ignore", "inherit"],
     env: {
       ...process.env,
@@ -164,6 +166,13 @@ try {
   const standIn = lastRebuilds.map((r) => (r?.durationMs ?? 0) / 1000);
   const standInMean = standIn.reduce((a, b) => a + b, 0) / Math.max(1, standIn.length);
   const ideal = Math.ceil(N / MAX) * 1;
+  if (process.env.BENCH_TIMELINE === "1") {
+    // Diagnostics on stderr: when each stand-in ran, relative to the webhook (ms).
+    const spans = lastRebuilds
+      .map((r) => [Date.parse(r?.time ?? "") - t1, r?.durationMs ?? 0] as const)
+      .sort((a, b) => a[0] - b[0]);
+    for (const [start, ms] of spans) process.stderr.write(`standin ${start} +${ms} -> ${start + ms}\n`);
+  }
   out("nio_max_concurrent_applies", MAX);
   out("nio_webhook_to_first_apply_start_ms", firstStart - t1);
   out("nio_time_to_all_applied_1s_applies_seconds", slowSeconds.toFixed(2));

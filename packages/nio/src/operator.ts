@@ -10,7 +10,7 @@ import {
   type Manager,
   type RuntimeConfig,
 } from "@nio/runtime";
-import { KeyedLock, Semaphore } from "./apply/limits.js";
+import { ApplySlots, KeyedLock } from "./apply/limits.js";
 import { loadNioConfig, type NioConfig } from "./config.js";
 import { BY_REPO, registerConfigController } from "./controllers/nixosconfiguration/controller.js";
 import { registerMachineController } from "./controllers/machine/controller.js";
@@ -113,7 +113,7 @@ export function createNio(opts: NioOptions = {}): Nio {
     recorder,
     facts,
     refs,
-    applies: new Semaphore(config.maxConcurrentApplies),
+    slots: new ApplySlots(config.maxConcurrentApplies),
     machineLocks: new KeyedLock(),
     failures: new Map(),
     applied: new Map(),

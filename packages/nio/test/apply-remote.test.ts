@@ -10,11 +10,18 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 
 import { expect } from "chai";
+import pino from "pino";
+import { Registry } from "prom-client";
 
 import { sleep, waitFor, type Host } from "@nio/testbed";
 
+import { executeApply } from "../src/apply/executor.js";
+import { ApplySlots, Semaphore } from "../src/apply/limits.js";
 import { awaitApply, startApply, stopApply, type ApplyRun } from "../src/apply/remote-run.js";
 import { WorkspacePool, workspaceKey } from "../src/apply/workspaces.js";
+import { loadNioConfig } from "../src/config.js";
+import type { GitSource } from "../src/git/index.js";
+import { createNioMetrics } from "../src/metrics.js";
 import {
   createSshConnector,
   SshCommandTimeoutError,
@@ -23,6 +30,7 @@ import {
   type SshSession,
 } from "../src/ssh/index.js";
 import { tarOf, type Workspace } from "../src/workspace/index.js";
+import { configurationNix, fleetFlake } from "./support/env.js";
 import { startHostLab, type HostLab } from "./support/hosts.js";
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
@@ -273,3 +281,114 @@ describe("apply: shared workspaces", () => {
     );
   });
 });
+
+describe("apply: slots (NIO_MAX_CONCURRENT_APPLIES)", function () {
+  this.timeout(120_000);
+
+  it("a semaphore's tryAcquire takes only a free slot, and never one a waiter is owed", async () => {
+    const sem = new Semaphore(1);
+    const first = sem.tryAcquire();
+    expect(first).to.be.a("function");
+    expect(sem.tryAcquire()).to.equal(undefined);
+    let waiterGotIt = false;
+    const waiter = sem.acquire().then((release) => {
+      waiterGotIt = true;
+      return release;
+    });
+    first?.();
+    expect(sem.tryAcquire()).to.equal(undefined);
+    const release = await waiter;
+    expect(waiterGotIt).to.equal(true);
+    release();
+    release(); // idempotent
+    expect(sem.inUse).to.equal(0);
+    expect(sem.tryAcquire()).to.be.a("function");
+  });
+
+  describe("on real sshd hosts", () => {
+    let lab: HostLab;
+    let hosts: readonly Host[];
+    let src: string;
+
+    before(async () => {
+      lab = await startHostLab(3);
+      hosts = lab.fleet.hosts;
+      src = join(lab.dir, "src");
+      await mkdir(src, { recursive: true });
+      await writeFile(join(src, "flake.nix"), fleetFlake());
+      await writeFile(join(src, "configuration.nix"), configurationNix("slots"));
+      await Promise.all(hosts.map(async (h) => h.setInstantApply(true)));
+      await Promise.all(hosts.map(async (h) => h.setSlowApply(2)));
+    });
+
+    after(async () => {
+      await lab?.destroy();
+    });
+
+    it("one limit bounds running switches; the next machine is connected and has its source before a slot frees", async () => {
+      const commit = "c".repeat(40);
+      const git: GitSource = {
+        resolveRef: () => Promise.reject(new Error("not used")),
+        checkout: () => Promise.resolve({ dir: src, commit, source: "cache", release: () => Promise.resolve() }),
+        stats: () => {
+          throw new Error("not used");
+        },
+      };
+      const config = loadNioConfig({ NIO_BASE_CONFIG_PATH: join(lab.dir, "nio"), NIO_MAX_CONCURRENT_APPLIES: "1" });
+      const deps = {
+        ssh: createSshConnector(),
+        git,
+        config,
+        metrics: createNioMetrics(new Registry()),
+        slots: new ApplySlots(config.maxConcurrentApplies),
+      };
+      const logger = pino({ level: "silent" });
+      const apply = (h: Host, i: number): Promise<unknown> =>
+        executeApply(deps, {
+          mode: "switch",
+          metricMode: "switch",
+          target: lab.target(h),
+          expectedHostKey: undefined,
+          sudo: false,
+          git: { url: "http://example.invalid/fleet" },
+          desired: {
+            commit,
+            flake: { dir: "", attr: `node-${i}` },
+            additionalFiles: [],
+            hostFiles: [],
+            secretValues: [],
+            secretsInFlake: [],
+            digest: commit,
+          },
+          writeHostFiles: true,
+          logger,
+        });
+      const [h0, h1, h2] = hosts as [Host, Host, Host];
+      const all = Promise.all(hosts.map(apply));
+      // While the first switch runs (no record yet: written when it ends), the second machine is prepared...
+      await waitFor("a prepared source on the second machine", async () =>
+        (await h1.exists("/var/lib/nio/src")) && (await readDirInHost(h1, "/var/lib/nio/src")).length > 0
+          ? true
+          : undefined,
+      );
+      const running = (await Promise.all([h0, h1].map(async (h) => (await h.rebuildRecords()).length))).reduce(
+        (a, b) => a + b,
+      );
+      expect(running, "no switch has ended yet").to.equal(0);
+      // ...and the third one waits for a prepare slot: nothing on it yet.
+      expect(await h2.exists("/var/lib/nio/src")).to.equal(false);
+      await all;
+      const spans = (await Promise.all(hosts.map(async (h) => (await h.rebuildRecords()).pop())))
+        .map((r) => ({ start: Date.parse(r?.time ?? ""), end: Date.parse(r?.time ?? "") + (r?.durationMs ?? 0) }))
+        .sort((a, b) => a.start - b.start);
+      for (let i = 1; i < spans.length; i++) {
+        expect(spans[i]?.start, "switches never overlap with a limit of 1").to.be.at.least(spans[i - 1]?.end ?? 0);
+      }
+      expect(deps.slots.run.inUse + deps.slots.prepare.inUse).to.equal(0);
+    });
+  });
+});
+
+async function readDirInHost(h: Host, path: string): Promise<string[]> {
+  return readdir(await h.realPath(path));
+}

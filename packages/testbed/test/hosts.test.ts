@@ -40,6 +40,7 @@ async function sshExec(host: Host, command: string, opts: ExecOptions = {}): Pro
   return new Promise((resolve, reject) => {
     const client = new Client();
     client.on("error", reject);
+    client.once("connect", () => client.setNoDelay(true));
     client.on("ready", () => {
       client.exec(command, (err, stream) => {
         if (err) {
@@ -232,6 +233,42 @@ describe("simulated NixOS hosts", function () {
     expect((await sshOk(a, "id -un", { user: "deploy" })).trim()).to.equal("deploy");
     expect((await sshExec(a, "sudo -n true", { user: "deploy" })).code).to.equal(0);
     expect((await sshOk(a, "sudo -n id -u", { user: "deploy" })).trim()).to.equal("0");
+  });
+
+  it("nixos-rebuild records hostile arguments and file names exactly (its JSON is written without jq)", async () => {
+    const odd = [
+      'say "hi"',
+      "back\\slash",
+      "new\nline\ttab\rcr",
+      "ctl\u0001\u001b[0m\u007f",
+      "ünïcødé 日本",
+      "",
+      "$(x) `y`",
+    ];
+    const local = join(tmp, "odd-flake");
+    await mkdir(join(local, "sub"), { recursive: true });
+    await writeFile(join(local, "flake.nix"), "{}");
+    await writeFile(join(local, 'we"ird\\na\nme'), "x");
+    await runChecked("ln", ["-s", "../flake.nix", join(local, "sub", "link")]);
+    await copyFlake(a, local, "/var/lib/nio/src/odd", tmp);
+    await a.setInstantApply(true);
+    try {
+      const quoted = odd.map((o) => `'${o.replace(/'/g, "'\\''")}'`);
+      const args = ["switch", "--flake", "path:/var/lib/nio/src/odd#web"];
+      const res = await sshExec(
+        a,
+        `nixos-rebuild ${args.join(" ")} ${odd.map((_, i) => `--option ${quoted[i]} v`).join(" ")}`,
+      );
+      expect(res.code, res.stderr).to.equal(0);
+      const rec = (await a.rebuildRecords()).pop();
+      expect(rec?.argv).to.deep.equal([...args, ...odd.flatMap((o) => ["--option", o, "v"])]);
+      expect(rec?.files?.map((f) => f.path)).to.deep.equal(["flake.nix", "sub/link", 'we"ird\\na\nme']);
+      expect(rec?.files).to.deep.include({ path: "sub/link", type: "symlink", mode: "0777", target: "../flake.nix" });
+      expect(rec?.files).to.deep.include({ path: 'we"ird\\na\nme', type: "file", sha256: sha256("x"), mode: "0644" });
+      expect(rec).to.include({ result: "success", exitCode: 0, user: "root", attr: "web" });
+    } finally {
+      await a.setInstantApply(false);
+    }
   });
 
   it("nixos-rebuild switch evaluates the flake, records the request and switches /run/current-system on that host only", async () => {

@@ -16,6 +16,7 @@ import {
 } from "../ssh/index.js";
 import { materializeWorkspace, type Workspace } from "../workspace/index.js";
 import { ApplyFailedError } from "./errors.js";
+import type { ApplySlots } from "./limits.js";
 import { WorkspacePool, workspaceKey, type WorkspaceHold } from "./workspaces.js";
 import {
   awaitApply,
@@ -58,6 +59,8 @@ export interface ExecutorDeps {
   git: GitSource;
   config: NioConfig;
   metrics: NioMetrics;
+  /** Bounds preparing and running applies (NIO_MAX_CONCURRENT_APPLIES). */
+  slots: ApplySlots;
   /** The nixos-anywhere command (default `nixos-anywhere` from PATH). */
   nixosAnywhere?: string;
 }
@@ -65,10 +68,37 @@ export interface ExecutorDeps {
 /** Workspaces of concurrent switches with the same source are shared (see WorkspacePool). */
 const sharedWorkspaces = new WorkspacePool();
 
-/** Runs one apply end to end. Throws typed errors (ApplyFailedError, Ssh*Error, GitError, WorkspacePathError). */
+/**
+ * Runs one apply end to end. Throws typed errors (ApplyFailedError, Ssh*Error, GitError, WorkspacePathError).
+ * Holds a prepare slot while it gets the source, connects, writes host files and uploads, then a run slot for the
+ * switch itself (see ApplySlots); an install holds the run slot for all of nixos-anywhere.
+ */
 export async function executeApply(deps: ExecutorDeps, req: ApplyRequest): Promise<ApplyOutcome> {
   const t0 = Date.now();
   const step = (name: string): void => req.logger.debug({ step: name, ms: Date.now() - t0 }, "apply step");
+  const releasePrepare = await deps.slots.prepare.acquire();
+  let releaseRun: (() => void) | undefined;
+  const runSlot = async (opts: { onlyIfFree?: boolean } = {}): Promise<boolean> => {
+    releaseRun = opts.onlyIfFree ? deps.slots.run.tryAcquire() : await deps.slots.run.acquire();
+    if (!releaseRun) return false;
+    releasePrepare();
+    step("run-slot");
+    return true;
+  };
+  try {
+    return await prepareAndRun(deps, req, step, runSlot);
+  } finally {
+    releaseRun?.();
+    releasePrepare();
+  }
+}
+
+async function prepareAndRun(
+  deps: ExecutorDeps,
+  req: ApplyRequest,
+  step: (name: string) => void,
+  runSlot: RunSlot,
+): Promise<ApplyOutcome> {
   // A switch's connection does not depend on the source: both are prepared at once.
   const connecting = req.mode === "switch" ? connect(deps, req, req.expectedHostKey) : undefined;
   connecting?.then(
@@ -91,29 +121,39 @@ export async function executeApply(deps: ExecutorDeps, req: ApplyRequest): Promi
     throw err;
   }
   try {
-    const started = Date.now();
-    deps.metrics.appliesInFlight.inc();
-    try {
-      const outcome =
-        connecting === undefined
-          ? await install(deps, req, hold.ws)
-          : await switchOver(deps, req, hold, await connecting, step);
-      deps.metrics.nixosBuilds.inc({ mode: req.metricMode, result: "success" });
-      return outcome;
-    } catch (err) {
-      deps.metrics.nixosBuilds.inc({
-        mode: req.metricMode,
-        result: err instanceof ApplyFailedError ? "failure" : "error",
-      });
-      throw err;
-    } finally {
-      deps.metrics.appliesInFlight.dec();
-      deps.metrics.nixosBuildDuration.observe({ mode: req.metricMode }, (Date.now() - started) / 1000);
-    }
+    const outcome =
+      connecting === undefined
+        ? await runSlot().then(() => measured(deps, req, () => install(deps, req, hold.ws)))
+        : await switchOver(deps, req, { source: hold, session: await connecting, step, runSlot });
+    return outcome;
   } finally {
     await hold.release();
     await lease.release();
     step("done");
+  }
+}
+
+/** Counts and times the part of an apply that runs on the machine (nixos-rebuild or nixos-anywhere). */
+async function measured(
+  deps: ExecutorDeps,
+  req: ApplyRequest,
+  run: () => Promise<ApplyOutcome>,
+): Promise<ApplyOutcome> {
+  const started = Date.now();
+  deps.metrics.appliesInFlight.inc();
+  try {
+    const outcome = await run();
+    deps.metrics.nixosBuilds.inc({ mode: req.metricMode, result: "success" });
+    return outcome;
+  } catch (err) {
+    deps.metrics.nixosBuilds.inc({
+      mode: req.metricMode,
+      result: err instanceof ApplyFailedError ? "failure" : "error",
+    });
+    throw err;
+  } finally {
+    deps.metrics.appliesInFlight.dec();
+    deps.metrics.nixosBuildDuration.observe({ mode: req.metricMode }, (Date.now() - started) / 1000);
   }
 }
 
@@ -168,18 +208,23 @@ async function writeHostFiles(session: SshSession, req: ApplyRequest): Promise<v
   }
 }
 
+interface SwitchContext {
+  source: WorkspaceHold;
+  session: SshSession;
+  step: (name: string) => void;
+  runSlot: RunSlot;
+}
+
+/** Takes a run slot (the preparation is done): waits for one, or with onlyIfFree takes one only if it is free now. */
+type RunSlot = (opts?: { onlyIfFree?: boolean }) => Promise<boolean>;
+
 /**
- * The switch over SSH: host files, then one command that uploads the source if the machine lacks it, runs
- * `nixos-rebuild switch` detached, follows its log, reads /run/current-system and prunes (see remote-run.ts).
+ * The switch over SSH. Prepared before a run slot is free: host files, and the source uploaded unless the machine has
+ * it. Then one command runs `nixos-rebuild switch` detached, follows its log, reads /run/current-system and prunes
+ * (see remote-run.ts).
  */
-async function switchOver(
-  deps: ExecutorDeps,
-  req: ApplyRequest,
-  source: WorkspaceHold,
-  connected: SshSession,
-  step: (name: string) => void,
-): Promise<ApplyOutcome> {
-  let session = connected;
+async function switchOver(deps: ExecutorDeps, req: ApplyRequest, sw: SwitchContext): Promise<ApplyOutcome> {
+  const { source, step, session } = sw;
   const ws = source.ws;
   const id = `${Date.now()}-${randomBytes(4).toString("hex")}`;
   const sourceDir = `${REMOTE_SRC_DIR}/${ws.contentHash}`;
@@ -191,12 +236,35 @@ async function switchOver(
     keepSources: KEEP_SOURCES,
     argv: ["nixos-rebuild", "switch", "--flake", flakeUri(`path:${sourceDir}`, req)],
   };
+  try {
+    await writeHostFiles(session, req);
+    if (req.desired.hostFiles.length && req.writeHostFiles) step("host-files");
+    // START uploads the source itself when the machine lacks it (one command); only an apply that has to wait for a
+    // run slot uploads first, so that it does not pay for the upload inside the slot.
+    if (!(await sw.runSlot({ onlyIfFree: true }))) {
+      await session.uploadTar(() => source.tar(), sourceDir, { sudo: req.sudo, signal: req.signal });
+      step("prepared");
+      await sw.runSlot();
+    }
+    return await measured(deps, req, () => runSwitch(deps, req, session, run, step));
+  } finally {
+    session.close();
+  }
+}
+
+/** START on the machine, and after a dropped connection AWAIT on a new one (closed here; `session` by the caller). */
+async function runSwitch(
+  deps: ExecutorDeps,
+  req: ApplyRequest,
+  connected: SshSession,
+  run: ApplyRun,
+  step: (name: string) => void,
+): Promise<ApplyOutcome> {
+  let session = connected;
   const timeoutMs = deps.config.applyTimeoutSeconds * 1000;
   const timedOut = (tail: string): ApplyFailedError =>
     new ApplyFailedError("Timeout", `nixos-rebuild did not finish within ${deps.config.applyTimeoutSeconds} s`, tail);
   try {
-    await writeHostFiles(session, req);
-    if (req.desired.hostFiles.length && req.writeHostFiles) step("host-files");
     let outcome: RunOutcome;
     try {
       outcome = await startApply(session, run, {

@@ -11,6 +11,17 @@ export class Semaphore {
   async acquire(): Promise<() => void> {
     if (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
     else this.active++;
+    return this.releaser();
+  }
+
+  /** A slot if one is free right now (nobody waiting), else undefined. */
+  tryAcquire(): (() => void) | undefined {
+    if (this.active >= this.limit) return undefined;
+    this.active++;
+    return this.releaser();
+  }
+
+  private releaser(): () => void {
     let released = false;
     return () => {
       if (released) return;
@@ -19,6 +30,20 @@ export class Semaphore {
       if (next) next();
       else this.active--;
     };
+  }
+}
+
+/**
+ * NIO_MAX_CONCURRENT_APPLIES as two bounded stages. At most `limit` applies run on machines at once (`run`); at most
+ * `limit` more are prepared meanwhile (`prepare`: connected, host files written, source uploaded), so an apply starts
+ * the moment a run slot frees instead of paying for its connection and upload inside the slot.
+ */
+export class ApplySlots {
+  readonly prepare: Semaphore;
+  readonly run: Semaphore;
+  constructor(limit: number) {
+    this.prepare = new Semaphore(limit);
+    this.run = new Semaphore(limit);
   }
 }
 

@@ -36,6 +36,8 @@ export async function hostExec(host: Host, command: string, opts: HostExecOption
       reject(err);
     };
     client.on("error", fail);
+    // Without this every small SSH packet waits for the peer's delayed ACK (~40 ms each on loopback).
+    client.once("connect", () => client.setNoDelay(true));
     client.on("ready", () => {
       client.exec(command, (err, stream) => {
         if (err) {

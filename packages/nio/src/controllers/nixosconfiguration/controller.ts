@@ -30,7 +30,7 @@ import {
 } from "@nio/runtime";
 import { executeApply, type ApplyOutcome, type ExecutorDeps } from "../../apply/executor.js";
 import { ApplyFailedError } from "../../apply/errors.js";
-import type { KeyedLock, Semaphore } from "../../apply/limits.js";
+import type { ApplySlots, KeyedLock } from "../../apply/limits.js";
 import { retryDelayMs, type NioConfig } from "../../config.js";
 import type { FacterReports } from "../../facts.js";
 import { normaliseGitUrl, type GitAuth } from "../../git/index.js";
@@ -59,7 +59,8 @@ export interface ConfigControllerDeps extends ExecutorDeps {
   recorder: EventRecorder;
   facts: FacterReports;
   refs: RefCache;
-  applies: Semaphore;
+  /** NIO_MAX_CONCURRENT_APPLIES, taken by executeApply. */
+  slots: ApplySlots;
   machineLocks: KeyedLock;
   /**
    * Failed attempts per configuration and desired digest: `count` (every failure) sets the backoff, `budget` (only
@@ -381,9 +382,6 @@ async function apply(
     return recordFailure(deps, s, desired, err, ctx);
   }
   const releaseMachine = await deps.machineLocks.acquire(nsName(machine));
-  // NIO_MAX_CONCURRENT_APPLIES bounds whole applies (source, upload, switch); the slot is released as soon as the
-  // machine is done, before the status bookkeeping.
-  let releaseSlot: (() => void) | undefined = await deps.applies.acquire();
   try {
     const outcome = await executeApply(deps, {
       mode: opts.install ? "install" : "switch",
@@ -397,14 +395,12 @@ async function apply(
       signal: ctx.signal,
       logger: ctx.logger,
     });
-    releaseSlot();
-    releaseSlot = undefined;
+    // (executeApply has released its slots: NIO_MAX_CONCURRENT_APPLIES does not cover the status bookkeeping.)
     await recordSuccess(deps, s, plan, outcome);
     return { requeueAfterMs: deps.config.configReconcileIntervalSeconds * 1000 };
   } catch (err) {
     return recordFailure(deps, s, desired, err, ctx);
   } finally {
-    releaseSlot?.();
     releaseMachine();
   }
 }

@@ -52,7 +52,6 @@ async function applyRemoval(
   const flake = s.cfg.spec.onRemoveFlake ?? "";
   const machineName = machine.metadata.name ?? "";
   const releaseMachine = await deps.machineLocks.acquire(`${machine.metadata.namespace}/${machineName}`);
-  const releaseSlot = await deps.applies.acquire();
   let secretValues: string[] = [];
   try {
     const commit = await resolveCommit(deps, s, false).catch((err: unknown) => {
@@ -96,7 +95,6 @@ async function applyRemoval(
     deps.failures.set(s.key, { digest: "delete", count: attempt, budget: 0 });
     return { ok: false, retryMs: retryDelayMs(deps.config, Math.min(attempt - 1, 10)) };
   } finally {
-    releaseSlot();
     releaseMachine();
   }
 }
