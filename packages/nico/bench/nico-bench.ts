@@ -1,8 +1,12 @@
 // pnpm bench:nico — one KubernetesCluster of 3 + 100 nodes on 103 testbed hosts with instant stand-in applies; NIO
 // runs as its own process, NICO in this process (its API requests are counted by its client).
 // Figures: time until all 103 NixosConfigurations exist vs the time a bare client needs to create the same 103
-// objects on the same API server in the same run, one by one and all at once (target ≤ 1.5×); time to Ready; API writes per node (target < 10).
-// One `name: value` line per figure.
+// objects (copies of the ones NICO made: same specs, sizes, suspended as NICO first writes them) on the same API
+// server in the same run, with NIO running and reacting to them as it does to NICO's, one by one and all at once
+// (target ≤ 1.5×); the same with both operators stopped; time to Ready; API writes per node (target < 10). The count
+// of configurations is polled with one-item lists (remainingItemCount), so the measurement adds almost no load (a
+// watch would make the API server send every 20 KB configuration to one more client). One `name: value` line per
+// figure.
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,7 +15,14 @@ import pino from "pino";
 import { GitFixture, freePort, repoRoot, runChecked, startTestbed, waitFor } from "@nio/testbed";
 import { createKube, loadKubeConfig, type Kube, type KubeObject } from "@nio/runtime";
 import { createNico } from "../src/operator.js";
-import { kubernetesClusters, machines, nixosConfigurations, secrets, type ClusterObject } from "../src/resources.js";
+import {
+  kubernetesClusters,
+  machines,
+  nixosConfigurations,
+  secrets,
+  type ClusterObject,
+  type ConfigObject,
+} from "../src/resources.js";
 import { projectFlakeFiles } from "../test/support/env.js";
 
 const CP = Number(process.env.BENCH_CONTROL_PLANE ?? 3);
@@ -38,11 +49,6 @@ try {
   const repo = await GitFixture.create({ server: tb.git, repo: "cluster", workDir: join(dir, "repo") });
   await repo.commitAndPush(await projectFlakeFiles(), "initial");
   await Promise.all(tb.fleet.hosts.map((h) => h.setInstantApply(true, { k3s: true })));
-
-  // The baseline: a bare client creates 103 NixosConfigurations of the same shape, all at once, before any operator
-  // runs (so nothing else competes for the API server), then removes them.
-  const baselineSequential = await createBaseline(kube, tb.git.repoUrl("cluster"), false);
-  const baselineParallel = await createBaseline(kube, tb.git.repoUrl("cluster"), true);
 
   const key = await readFile(tb.operatorKey.privateKeyPath);
   await kube.create(secrets, {
@@ -124,8 +130,10 @@ try {
   } as KubeObject);
   await waitFor(
     "all configurations exist",
-    async () =>
-      (await kube.list(nixosConfigurations, { namespace: "default" })).items.length === NODES ? true : undefined,
+    async () => {
+      const page = await kube.list(nixosConfigurations, { namespace: "default", limit: 1 });
+      return page.items.length + (page.metadata.remainingItemCount ?? 0) === NODES ? true : undefined;
+    },
     { timeoutMs: 300_000, intervalMs: 20 },
   );
   const fanOutSeconds = (Date.now() - t0) / 1000;
@@ -140,12 +148,28 @@ try {
   const readySeconds = (Date.now() - t0) / 1000;
   const nicoWrites = writes(nico.manager.kube.requestCounts()) - writesBefore;
   const nioWrites = await nioApiWrites(metricsPort);
+  // The baseline, once the cluster is Ready and NICO is stopped: a bare client creates copies of the 103 objects NICO
+  // made, one by one and all at once, then removes them; first with NIO running (as during NICO's fan-out: NIO adds
+  // its finalizer and status to each new configuration), then with NIO stopped too.
+  const made = (await kube.list<ConfigObject>(nixosConfigurations, { namespace: "default" })).items;
+  await nico.stop();
+  nico = undefined;
+  const baselineSequential = await createBaseline(kube, made, false);
+  const baselineParallel = await createBaseline(kube, made, true);
+  const nioExited = new Promise((r) => nio?.once("exit", r));
+  nio.kill("SIGTERM");
+  await nioExited;
+  const quietSequential = await createBaseline(kube, made, false);
+  const quietParallel = await createBaseline(kube, made, true);
   out("nico_nodes", NODES);
-  out("nico_baseline_create_sequential_seconds", baselineSequential.toFixed(3));
-  out("nico_baseline_create_parallel_seconds", baselineParallel.toFixed(3));
+  out("nico_baseline_nio_running_sequential_seconds", baselineSequential.toFixed(3));
+  out("nico_baseline_nio_running_parallel_seconds", baselineParallel.toFixed(3));
   out("nico_time_to_all_configurations_seconds", fanOutSeconds.toFixed(3));
   out("nico_fan_out_ratio_to_sequential_client", (fanOutSeconds / baselineSequential).toFixed(2));
   out("nico_fan_out_ratio_to_parallel_client", (fanOutSeconds / baselineParallel).toFixed(2));
+  out("nico_baseline_operators_stopped_sequential_seconds", quietSequential.toFixed(3));
+  out("nico_baseline_operators_stopped_parallel_seconds", quietParallel.toFixed(3));
+  out("nico_fan_out_ratio_to_sequential_client_operators_stopped", (fanOutSeconds / quietSequential).toFixed(2));
   out("nico_time_to_ready_seconds", readySeconds.toFixed(2));
   out("nico_cluster_phase", ready.status?.phase ?? "?");
   out("nico_api_writes_per_node", (nicoWrites / NODES).toFixed(2));
@@ -171,30 +195,27 @@ try {
   await rm(dir, { recursive: true, force: true });
 }
 
-/** A bare client creating the same number of NixosConfigurations of the same shape: one by one, or all at once. */
-async function createBaseline(client: Kube, gitRepo: string, parallel: boolean): Promise<number> {
-  const object = (i: number): KubeObject =>
-    ({
-      apiVersion: "nio.homystack.com/v1alpha1",
-      kind: "NixosConfiguration",
-      metadata: { name: `baseline-${i}`, namespace: "baseline", labels: { "nico.homystack.com/cluster": "baseline" } },
-      spec: {
-        gitRepo,
-        ref: "0123456789abcdef0123456789abcdef01234567",
-        configurationSubdir: "nix",
-        flake: `#node-${i}`,
-        onRemoveFlake: "#minimal",
-        machineRef: { name: `node-${i}` },
-        additionalFiles: [{ path: "cluster.nix", value: { inline: "{ }\n".repeat(200) } }],
-        hostFiles: [{ path: "/var/lib/nico/join-token", value: { secretRef: { name: "t", key: "token" } } }],
-        suspend: true,
-      },
-    }) as KubeObject;
+/** A bare client creating copies of `made` (same spec, labels and annotations) in namespace baseline. */
+async function createBaseline(client: Kube, made: readonly ConfigObject[], parallel: boolean): Promise<number> {
+  const copies = made.map(
+    (c) =>
+      ({
+        apiVersion: c.apiVersion,
+        kind: c.kind,
+        metadata: {
+          name: c.metadata.name,
+          namespace: "baseline",
+          labels: c.metadata.labels,
+          annotations: c.metadata.annotations,
+        },
+        spec: { ...c.spec, suspend: true },
+      }) as KubeObject,
+  );
   const t = Date.now();
   if (parallel) {
-    await Promise.all(Array.from({ length: NODES }, (_, i) => client.create(nixosConfigurations, object(i))));
+    await Promise.all(copies.map((c) => client.create(nixosConfigurations, c)));
   } else {
-    for (let i = 0; i < NODES; i++) await client.create(nixosConfigurations, object(i));
+    for (const c of copies) await client.create(nixosConfigurations, c);
   }
   const seconds = (Date.now() - t) / 1000;
   await runChecked(tb.binaries.kubectl, [

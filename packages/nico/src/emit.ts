@@ -83,6 +83,7 @@ export function desiredConfiguration(
   node: NodeIntent,
   spec: Omit<NixosConfigurationSpec, "suspend">,
   suspend: boolean,
+  hash: string = specHash(spec),
 ): ConfigObject {
   const clusterName = cluster.metadata.name ?? "";
   const cfg: ConfigObject = {
@@ -92,7 +93,7 @@ export function desiredConfiguration(
       name: names.configuration(clusterName, node.machine.metadata.name ?? ""),
       namespace: cluster.metadata.namespace,
       labels: { [LABELS.cluster]: clusterName, [LABELS.role]: node.role },
-      annotations: { [DESIRED_HASH_ANNOTATION]: specHash(spec) },
+      annotations: { [DESIRED_HASH_ANNOTATION]: hash },
     },
     spec: { ...spec, suspend },
   };

@@ -14,6 +14,7 @@ import {
 } from "@nio/runtime";
 import { loadNicoConfig, type NicoConfig } from "./config.js";
 import { registerClusterController } from "./controller/controller.js";
+import { RecentWrites } from "./controller/recent.js";
 import { createNicoMetrics, type NicoMetrics } from "./metrics.js";
 import {
   kubernetesClusters,
@@ -94,6 +95,7 @@ export function createNico(opts: NicoOptions = {}): Nico {
     kubeconfigReadAt: new Map(),
     topologyWritten: new Map(),
     lastWritten: new Map(),
+    configsWritten: new RecentWrites(),
   });
   const webhookSecret = (): Buffer | undefined => {
     if (config.webhookSecretFile) return readFileSync(config.webhookSecretFile);

@@ -38,6 +38,7 @@ import {
   type SecretObject,
 } from "../resources.js";
 import { reconcileDelete } from "./delete.js";
+import type { RecentWrites } from "./recent.js";
 import { reconcileNormal } from "./normal.js";
 import { setStalled, setSuspended } from "./status.js";
 
@@ -60,6 +61,8 @@ export interface ClusterControllerDeps {
   topologyWritten: Map<string, string>;
   /** Per cluster: the object our last status write returned (read-your-writes while the cache catches up). */
   lastWritten: Map<string, ClusterObject>;
+  /** NixosConfigurations NICO wrote moments ago (read-your-writes for emission). */
+  configsWritten: RecentWrites<ConfigObject>;
   now?: () => Date;
 }
 

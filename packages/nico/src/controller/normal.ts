@@ -275,6 +275,7 @@ async function removeSurplus(
 /** Deletes a node's configuration (NIO then applies #minimal); true when this call deleted it. */
 export async function deleteConfiguration(deps: ClusterControllerDeps, c: ConfigObject): Promise<boolean> {
   if (c.metadata.deletionTimestamp) return false;
+  deps.configsWritten.forget(`${c.metadata.namespace ?? ""}/${c.metadata.name ?? ""}`);
   try {
     await deps.kube.delete(nixosConfigurations, { namespace: c.metadata.namespace, name: c.metadata.name ?? "" });
   } catch (err) {
@@ -334,7 +335,7 @@ async function emitConfigurations(deps: ClusterControllerDeps, s: Scope, e: Emis
     role: n.role,
     desiredHash: specHash(specs[i] ?? {}),
     commit,
-    current: deps.configs.get(`${ns}/${names.configuration(clusterName, n.machine.metadata.name ?? "")}`),
+    current: currentConfiguration(deps, `${ns}/${names.configuration(clusterName, n.machine.metadata.name ?? "")}`),
   }));
   const decision = planRollout(
     rolloutNodes,
@@ -360,7 +361,7 @@ async function emitConfigurations(deps: ClusterControllerDeps, s: Scope, e: Emis
       writes.push(claimed);
       return;
     }
-    const desired = desiredConfiguration(s.cluster, n, spec, suspend);
+    const desired = desiredConfiguration(s.cluster, n, spec, suspend, rn.desiredHash);
     writes.push(
       claimed
         .then(() =>
@@ -371,6 +372,7 @@ async function emitConfigurations(deps: ClusterControllerDeps, s: Scope, e: Emis
           }),
         )
         .then((r) => {
+          deps.configsWritten.record(`${ns}/${desired.metadata.name ?? ""}`, r.object);
           if (r.result === "created") created.push(desired.metadata.name ?? "");
         }),
     );
@@ -386,6 +388,10 @@ async function emitConfigurations(deps: ClusterControllerDeps, s: Scope, e: Emis
   const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
   return decision;
+}
+
+function currentConfiguration(deps: ClusterControllerDeps, key: string): ConfigObject | undefined {
+  return deps.configsWritten.newest(key, deps.configs.get(key));
 }
 
 async function reconcileKubeconfig(

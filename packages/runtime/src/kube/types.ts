@@ -55,7 +55,8 @@ export interface ListOptions {
 
 export interface ObjectList<T> {
   items: T[];
-  metadata: { resourceVersion?: string; continue?: string };
+  /** remainingItemCount: how many more items a paginated list has (not always given). */
+  metadata: { resourceVersion?: string; continue?: string; remainingItemCount?: number };
 }
 
 export type WatchEventType = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK";
