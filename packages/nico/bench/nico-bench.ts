@@ -39,6 +39,15 @@ const workerNames = Array.from({ length: WORKERS }, (_, i) => `w-${String(i + 1)
 const tb = await startTestbed({ hosts: [...cpNames, ...workerNames] });
 const kube = createKube(loadKubeConfig(tb.controlPlane.kubeconfigPath));
 let nio: ReturnType<typeof spawn> | undefined;
+// Interrupted (Ctrl-C, a timeout): stop what was started instead of leaving the testbed running.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    nio?.kill("SIGTERM");
+    void Promise.allSettled([nico?.stop()])
+      .then(() => tb.stop())
+      .finally(() => process.exit(130));
+  });
+}
 let nico: ReturnType<typeof createNico> | undefined;
 try {
   const kubectl = (args: string[]): Promise<string> =>

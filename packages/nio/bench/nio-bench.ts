@@ -45,6 +45,13 @@ if (sleepStandIn) {
 const hosts = ownFleet?.hosts ?? tb.fleet.hosts;
 const kube = createKube(loadKubeConfig(tb.controlPlane.kubeconfigPath));
 let nio: ReturnType<typeof spawn> | undefined;
+// Interrupted (Ctrl-C, a timeout): stop what was started instead of leaving the testbed running.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    nio?.kill("SIGTERM");
+    void Promise.allSettled([ownFleet?.destroy(), tb.stop()]).finally(() => process.exit(130));
+  });
+}
 const configs = new Informer<ConfigObject>(kube, nixosConfigurations, { namespace: "default", resyncMs: 0 });
 try {
   await runChecked(tb.binaries.kubectl, [
