@@ -227,10 +227,7 @@ describe("NIO: timeout, suspend, cleanup of an unreachable machine", function ()
   this.timeout(180_000);
   let env: NioTestEnv;
   before(async () => {
-    env = await startNioTestEnv({
-      hosts: ["slow-01", "pause-01", "away-01", "fresh-01"],
-      env: { NIO_NIXOS_APPLY_TIMEOUT: "2" },
-    });
+    env = await startNioTestEnv({ hosts: ["slow-01", "pause-01", "away-01"], env: { NIO_NIXOS_APPLY_TIMEOUT: "2" } });
     await baseSecrets(env);
   });
   after(async () => env?.stop());
@@ -277,41 +274,6 @@ describe("NIO: timeout, suspend, cleanup of an unreachable machine", function ()
       (c) => c.status?.appliedCommit === next,
     );
     expect(condition(resumed, "Suspended")).to.equal(undefined);
-  });
-
-  it("a configuration that never applied carries no finalizer (deleted at once); its first apply adds it", async () => {
-    const host = env.tb.fleet.host("fresh-01");
-    await env.create(machineFor("fresh-01", host));
-    await env.create(configFor("never", "fresh-01", env.repoUrl, { suspend: true }));
-    const suspended = await until(
-      "suspended",
-      () => env.configuration("never"),
-      (c) => condition(c, "Suspended")?.status === "True",
-    );
-    expect(suspended.metadata.finalizers ?? []).to.not.include("nio.homystack.com/finalizer");
-    await env.kube.delete(nixosConfigurations, { namespace: NS, name: "never" });
-    await until(
-      "gone at once",
-      () =>
-        env.kube.get(nixosConfigurations, { namespace: NS, name: "never" }).then(
-          () => "there",
-          () => "gone",
-        ),
-      (v) => v === "gone",
-      10_000,
-    );
-    const records = (await host.rebuildRecords()).length;
-    await env.create(configFor("later", "fresh-01", env.repoUrl, { suspend: true }));
-    await until(
-      "suspended",
-      () => env.configuration("later"),
-      (c) => condition(c, "Suspended")?.status === "True",
-    );
-    await env.kube.patch(nixosConfigurations, { namespace: NS, name: "later" }, { spec: { suspend: false } }, "merge");
-    const applied = await until("applied", () => env.configuration("later"), ready);
-    expect(applied.metadata.finalizers).to.include("nio.homystack.com/finalizer");
-    expect((await host.rebuildRecords()).length).to.equal(records + 1);
-    await env.kube.delete(nixosConfigurations, { namespace: NS, name: "later" });
   });
 
   it("keeps the finalizer of a configuration whose machine is unreachable, until skip-cleanup releases it", async () => {

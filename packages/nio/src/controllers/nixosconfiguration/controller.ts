@@ -165,6 +165,11 @@ export async function reconcileConfiguration(
     deps.applied.delete(`${key.namespace}/${key.name}`);
     return {};
   }
+  if (!cfg.metadata.deletionTimestamp && !cfg.metadata.finalizers?.includes(FINALIZERS.nio)) {
+    // The update this makes brings the object back through the queue.
+    await ensureFinalizer(deps.kube, nixosConfigurations, cfg, FINALIZERS.nio);
+    return {};
+  }
   const now = formatTime((deps.now ?? (() => new Date()))());
   const scope: Scope = {
     cfg,
@@ -368,15 +373,6 @@ async function apply(
   const { machine, desired } = plan;
   const opts = { install: plan.install };
   const machineName = machine.metadata.name ?? "";
-  // The finalizer goes on before the first change to a machine, not on creation: a configuration that never applied
-  // (suspended, waiting for its machine) has nothing to clean up, and a cluster's worth of new ones costs no writes.
-  if (!s.cfg.metadata.finalizers?.includes(FINALIZERS.nio)) {
-    try {
-      await ensureFinalizer(deps.kube, nixosConfigurations, s.cfg, FINALIZERS.nio);
-    } catch (err) {
-      return recordFailure(deps, s, desired, err, ctx);
-    }
-  }
   setApplying(s.status, s.cond, desired.commit, machineName, s.now);
   // Written before waiting for the machine and an apply slot: the wait shows as "applying", and the slot is not held
   // during an API round trip.
