@@ -148,6 +148,10 @@ try {
     { timeoutMs: 900_000, intervalMs: 250 },
   );
   const readySeconds = (Date.now() - t0) / 1000;
+  const claims = { claimed: 0, conflict: 0 };
+  for (const v of (await nico.metrics.machineClaims.get()).values) {
+    if (v.labels.result === "claimed" || v.labels.result === "conflict") claims[v.labels.result] += v.value;
+  }
   const nicoWrites = writes(nico.manager.kube.requestCounts()) - writesBefore;
   const nioWrites = await nioApiWrites(metricsPort);
   // The baseline, once the cluster is Ready and NICO is stopped: a bare client creates copies of the 103 objects NICO
@@ -175,6 +179,8 @@ try {
   out("nico_time_to_ready_seconds", readySeconds.toFixed(2));
   out("nico_cluster_phase", ready.status?.phase ?? "?");
   out("nico_api_writes_per_node", (nicoWrites / NODES).toFixed(2));
+  out("nico_machine_claims", claims.claimed);
+  out("nico_machine_claim_conflicts", claims.conflict);
   out("nio_api_writes_per_node", (nioWrites / NODES).toFixed(2) + " (incl. Machine discovery)");
   const firstApply = async (name: string): Promise<number> => {
     const recs = (await hostByName.get(name)?.rebuildRecords()) ?? [];

@@ -250,24 +250,24 @@ describe("simulated NixOS hosts", function () {
     await writeFile(join(local, "flake.nix"), "{}");
     await writeFile(join(local, 'we"ird\\na\nme'), "x");
     await runChecked("ln", ["-s", "../flake.nix", join(local, "sub", "link")]);
-    await copyFlake(a, local, "/var/lib/nio/src/odd", tmp);
-    await a.setInstantApply(true);
+    await copyFlake(c, local, "/var/lib/nio/src/odd", tmp);
+    await c.setInstantApply(true);
     try {
       const quoted = odd.map((o) => `'${o.replace(/'/g, "'\\''")}'`);
       const args = ["switch", "--flake", "path:/var/lib/nio/src/odd#web"];
       const res = await sshExec(
-        a,
+        c,
         `nixos-rebuild ${args.join(" ")} ${odd.map((_, i) => `--option ${quoted[i]} v`).join(" ")}`,
       );
       expect(res.code, res.stderr).to.equal(0);
-      const rec = (await a.rebuildRecords()).pop();
+      const rec = (await c.rebuildRecords()).pop();
       expect(rec?.argv).to.deep.equal([...args, ...odd.flatMap((o) => ["--option", o, "v"])]);
       expect(rec?.files?.map((f) => f.path)).to.deep.equal(["flake.nix", "sub/link", 'we"ird\\na\nme']);
       expect(rec?.files).to.deep.include({ path: "sub/link", type: "symlink", mode: "0777", target: "../flake.nix" });
       expect(rec?.files).to.deep.include({ path: 'we"ird\\na\nme', type: "file", sha256: sha256("x"), mode: "0644" });
       expect(rec).to.include({ result: "success", exitCode: 0, user: "root", attr: "web" });
     } finally {
-      await a.setInstantApply(false);
+      await c.setInstantApply(false);
     }
   });
 
