@@ -257,7 +257,21 @@ async function reconcileNormal(deps: ConfigControllerDeps, s: Scope, ctx: Reconc
     // starts over. The failure stays visible in conditions and lastAttempt.
     return { requeueAfterMs: interval };
   }
+  prefetchSource(deps, s, desired.commit);
   return apply(deps, s, plan, ctx);
+}
+
+/**
+ * Starts fetching the source now, while the status write and the waits for the machine and a slot happen; the
+ * apply's own checkout joins it (one fetch per commit either way). Its errors surface in that checkout.
+ */
+function prefetchSource(deps: ConfigControllerDeps, s: Scope, commit: string): void {
+  void Promise.resolve()
+    .then(() => deps.git.checkout(s.cfg.spec.gitRepo, commit, gitAuth(deps, s.cfg), { ref: s.cfg.spec.ref }))
+    .then(
+      (lease) => lease.release(),
+      () => undefined,
+    );
 }
 
 interface ApplyPlan {
