@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { stringify } from "yaml";
 import { isAlive, repoRoot, runChecked, waitFor } from "@nio/testbed";
 import type { OperatorProcess, Stack } from "./stack.js";
+import { httpOk } from "./stack-operator.js";
 
 export const DEMO_DIR = join(repoRoot, ".demo");
 const OPERATORS_FILE = "operators.json";
@@ -18,16 +19,6 @@ interface KeptOperator {
   logFile: string;
   metricsUrl: string;
   healthUrl: string;
-}
-
-async function httpOk(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-    await res.arrayBuffer();
-    return res.ok;
-  } catch {
-    return false;
-  }
 }
 
 /** Starts `op` again as a process of its own (own session, no lifeline to this one) and waits until it is ready. */

@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { repoRoot } from "@nio/testbed";
+import { repoRoot, sleep } from "@nio/testbed";
 
 export interface OperatorProcess {
   /** "nio-0", "nio-1", "nico": also its POD_NAME (Lease holder identity prefix, Events' reportingInstance). */
@@ -80,9 +80,8 @@ function signalProcess(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function httpOk(url: string): Promise<boolean> {
+/** True when `url` answers 2xx within 2 s. */
+export async function httpOk(url: string): Promise<boolean> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
     await res.arrayBuffer();

@@ -13,14 +13,14 @@ import { expect } from "chai";
 import pino from "pino";
 import { Registry } from "prom-client";
 
-import { sleep, waitFor, type Host } from "@nio/testbed";
+import { GitFixture, sleep, startGitServer, waitFor, type GitServer, type Host } from "@nio/testbed";
 
 import { executeApply } from "../src/apply/executor.js";
 import { ApplySlots, Semaphore } from "../src/apply/limits.js";
 import { awaitApply, startApply, stopApply, type ApplyRun } from "../src/apply/remote-run.js";
 import { WorkspacePool, workspaceKey } from "../src/apply/workspaces.js";
 import { loadNioConfig } from "../src/config.js";
-import type { GitSource } from "../src/git/index.js";
+import { createGitSource } from "../src/git/index.js";
 import { createNioMetrics } from "../src/metrics.js";
 import {
   createSshConnector,
@@ -31,17 +31,8 @@ import {
 } from "../src/ssh/index.js";
 import { tarOf, type Workspace } from "../src/workspace/index.js";
 import { configurationNix, fleetFlake } from "./support/env.js";
+import { rejection } from "./support/expect.js";
 import { startHostLab, type HostLab } from "./support/hosts.js";
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).to.be.instanceOf(Error);
-    return err as Error;
-  }
-  expect.fail("expected a rejection");
-}
 
 describe("apply: the remote run on real sshd hosts", function () {
   this.timeout(120_000);
@@ -308,32 +299,29 @@ describe("apply: slots (NIO_MAX_CONCURRENT_APPLIES)", function () {
   describe("on real sshd hosts", () => {
     let lab: HostLab;
     let hosts: readonly Host[];
-    let src: string;
+    let server: GitServer;
+    let commit: string;
 
     before(async () => {
       lab = await startHostLab(3);
       hosts = lab.fleet.hosts;
-      src = join(lab.dir, "src");
-      await mkdir(src, { recursive: true });
-      await writeFile(join(src, "flake.nix"), fleetFlake());
-      await writeFile(join(src, "configuration.nix"), configurationNix("slots"));
+      server = await startGitServer({ rootDir: join(lab.dir, "git") });
+      const repo = await GitFixture.create({ server, repo: "fleet", workDir: join(lab.dir, "fleet") });
+      commit = await repo.commitAndPush(
+        { "flake.nix": fleetFlake(), "configuration.nix": configurationNix("slots") },
+        "v1",
+      );
       await Promise.all(hosts.map(async (h) => h.setInstantApply(true)));
       await Promise.all(hosts.map(async (h) => h.setSlowApply(2)));
     });
 
     after(async () => {
+      await server?.stop();
       await lab?.destroy();
     });
 
     it("one limit bounds running switches; the next machine is connected and has its source before a slot frees", async () => {
-      const commit = "c".repeat(40);
-      const git: GitSource = {
-        resolveRef: () => Promise.reject(new Error("not used")),
-        checkout: () => Promise.resolve({ dir: src, commit, source: "cache", release: () => Promise.resolve() }),
-        stats: () => {
-          throw new Error("not used");
-        },
-      };
+      const git = createGitSource({ cacheDir: join(lab.dir, "git-cache") });
       const config = loadNioConfig({ NIO_BASE_CONFIG_PATH: join(lab.dir, "nio"), NIO_MAX_CONCURRENT_APPLIES: "1" });
       const deps = {
         ssh: createSshConnector(),
@@ -350,7 +338,7 @@ describe("apply: slots (NIO_MAX_CONCURRENT_APPLIES)", function () {
           target: lab.target(h),
           expectedHostKey: undefined,
           sudo: false,
-          git: { url: "http://example.invalid/fleet" },
+          git: { url: server.repoUrl("fleet") },
           desired: {
             commit,
             flake: { dir: "", attr: `node-${i}` },

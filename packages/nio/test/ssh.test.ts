@@ -30,18 +30,8 @@ import {
   type SshConnectionResult,
   type SshSession,
 } from "../src/ssh/index.js";
+import { rejection } from "./support/expect.js";
 import { acceptedLogins, generateKey, NASTY_ARGS, NASTY_MARKERS, startHostLab, type HostLab } from "./support/hosts.js";
-
-/** Resolves to the error `p` rejects with (fails the test if it resolves). */
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).to.be.instanceOf(Error);
-    return err as Error;
-  }
-  expect.fail("expected a rejection");
-}
 
 const ALL_BYTES = Buffer.from(Array.from({ length: 1024 }, (_, i) => i % 256));
 
