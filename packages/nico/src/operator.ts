@@ -94,7 +94,7 @@ export function createNico(opts: NicoOptions = {}): Nico {
     commits,
     kubeconfigReadAt: new Map(),
     topologyWritten: new Map(),
-    lastWritten: new Map(),
+    clustersWritten: new RecentWrites(),
     configsWritten: new RecentWrites(),
   });
   const webhookSecret = (): Buffer | undefined => {

@@ -59,8 +59,11 @@ export interface ClusterControllerDeps {
   kubeconfigReadAt: Map<string, { at: number; ok: boolean; problem?: string }>;
   /** Per cluster: digest of the topology ConfigMap last written (no write when unchanged). */
   topologyWritten: Map<string, string>;
-  /** Per cluster: the object our last status write returned (read-your-writes while the cache catches up). */
-  lastWritten: Map<string, ClusterObject>;
+  /**
+   * Per cluster: the object our last status write returned. Right after a write the cache may not have it yet, and
+   * deciding from the older status (e.g. `initialized` still false) would undo our own step.
+   */
+  clustersWritten: RecentWrites<ClusterObject>;
   /** NixosConfigurations NICO wrote moments ago (read-your-writes for emission). */
   configsWritten: RecentWrites<ConfigObject>;
   now?: () => Date;
@@ -111,7 +114,8 @@ export async function reconcileCluster(
   ctx: ReconcileContext,
 ): Promise<ReconcileResult> {
   const k = `${key.namespace}/${key.name}`;
-  let cluster = newest(deps.clusters.get(k), deps.lastWritten.get(k));
+  const cached = deps.clusters.get(k);
+  let cluster = cached && deps.clustersWritten.newest(k, cached);
   if (!cluster) {
     forget(deps, k, key.namespace ?? "", key.name);
     return {};
@@ -148,19 +152,6 @@ export async function reconcileCluster(
 }
 
 /**
- * The newer of the cached object and the one our last status write returned: right after a write the cache may not
- * have it yet, and deciding from the older status (e.g. `initialized` still false) would undo our own step.
- */
-export function newest(
-  cached: ClusterObject | undefined,
-  written: ClusterObject | undefined,
-): ClusterObject | undefined {
-  if (!cached || !written || cached.metadata.uid !== written.metadata.uid) return cached;
-  const rv = (o: ClusterObject): number => Number.parseInt(o.metadata.resourceVersion ?? "", 10);
-  return rv(written) > rv(cached) ? written : cached;
-}
-
-/**
  * Adds NICO's finalizer first. Goes on with the object the server returned (no waiting for the watch to bring it
  * back); undefined when the finalizer could not be added (the object is being deleted concurrently).
  */
@@ -177,7 +168,7 @@ function forget(deps: ClusterControllerDeps, k: string, namespace: string, name:
   deps.commits.delete(k);
   deps.kubeconfigReadAt.delete(k);
   deps.topologyWritten.delete(k);
-  deps.lastWritten.delete(k);
+  deps.clustersWritten.forget(k);
   deps.metrics.forgetCluster(namespace, name);
   updateClusterGauge(deps);
 }
@@ -185,7 +176,7 @@ function forget(deps: ClusterControllerDeps, k: string, namespace: string, name:
 function updateClusterGauge(deps: ClusterControllerDeps): void {
   deps.metrics.clustersTotal.reset();
   for (const cached of deps.clusters.list()) {
-    const c = newest(cached, deps.lastWritten.get(nsName(cached))) ?? cached;
+    const c = deps.clustersWritten.newest(nsName(cached), cached) ?? cached;
     deps.metrics.clustersTotal.inc({ phase: c.status?.phase ?? "Pending" });
   }
 }
@@ -196,7 +187,7 @@ async function writeStatus(deps: ClusterControllerDeps, s: Scope): Promise<void>
     const res = await patchStatus(deps.kube, kubernetesClusters, s.before, s.status);
     if (res.object) {
       s.before = res.object;
-      deps.lastWritten.set(s.key, res.object);
+      deps.clustersWritten.record(s.key, res.object);
     }
   } catch (err) {
     if (!isNotFound(err)) throw err;

@@ -1,10 +1,11 @@
 import type { KubeObject } from "@nio/runtime";
 
 /**
- * Objects this controller wrote in the last few seconds, by "namespace/name": right after a write the watch may not
- * have brought the object back yet, and deciding from the cache alone would write it again (and report it created
- * again). A recent write counts until the cache shows that version or a newer one, or until `ttlMs` has passed (the
- * object may have been deleted by someone else meanwhile).
+ * Read-your-writes: objects this controller wrote in the last few seconds, by "namespace/name". Right after a write
+ * the watch may not have brought the object back yet, and deciding from the cache alone would redo or undo our own
+ * step (write a configuration again, report it created again, act on a cluster status from before our last write).
+ * A recent write counts until the cache shows that version or a newer one, or until `ttlMs` has passed (the object may
+ * have been deleted by someone else meanwhile).
  */
 export class RecentWrites<T extends KubeObject> {
   private readonly writes = new Map<string, { object: T; at: number }>();

@@ -55,8 +55,7 @@ export interface ListOptions {
 
 export interface ObjectList<T> {
   items: T[];
-  /** remainingItemCount: how many more items a paginated list has (not always given). */
-  metadata: { resourceVersion?: string; continue?: string; remainingItemCount?: number };
+  metadata: { resourceVersion?: string; continue?: string };
 }
 
 export type WatchEventType = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK";
