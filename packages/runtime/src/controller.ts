@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { errMessage, type Informer, type InformerEvent } from "./informer.js";
 import { objectKey, parseKey, type KubeObject, type ObjectKey } from "./kube/types.js";
@@ -110,10 +111,23 @@ export function annotationChanged(name: string): Predicate<KubeObject> {
       : undefined;
 }
 
+/** How many listeners one reconcile may keep on the shared abort signal at once (an apply, its SSH commands). */
+const ABORT_LISTENERS_PER_RECONCILE = 4;
+
+/**
+ * The abort signal every in-flight reconcile shares. Node warns about a possible leak past 10 listeners; the bound
+ * here follows the concurrency instead, so a real leak (listeners never removed) still warns.
+ */
+function reconcileAbortController(concurrency: number): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(10 + ABORT_LISTENERS_PER_RECONCILE * concurrency, controller.signal);
+  return controller;
+}
+
 export function createController<T extends KubeObject>(opts: ControllerOptions<T>): Controller {
   const concurrency = opts.concurrency ?? 1;
   let queue = new WorkQueue({ name: opts.name, rateLimiter: opts.rateLimiter, metrics: opts.metrics });
-  let abort = new AbortController();
+  let abort = reconcileAbortController(concurrency);
   let workers: Promise<void>[] = [];
   let handlersRegistered = false;
   const log = opts.logger.child({ controller: opts.name });
@@ -182,7 +196,7 @@ export function createController<T extends KubeObject>(opts: ControllerOptions<T
       registerHandlers();
       if (queue.isShuttingDown()) {
         queue = new WorkQueue({ name: opts.name, rateLimiter: opts.rateLimiter, metrics: opts.metrics });
-        abort = new AbortController();
+        abort = reconcileAbortController(concurrency);
       }
       // Start level-triggered: everything already in the cache gets one reconcile.
       for (const k of opts.for.keys()) queue.add(k);

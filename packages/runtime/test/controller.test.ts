@@ -29,7 +29,7 @@ describe("Controller (real kube-apiserver)", function () {
 
   async function setup(
     namespace: string,
-    reconcile: (key: ObjectKey, retries: number) => Promise<{ requeueAfterMs?: number } | void>,
+    reconcile: (key: ObjectKey, retries: number, signal: AbortSignal) => Promise<{ requeueAfterMs?: number } | void>,
     extra: { concurrency?: number; withSecrets?: boolean } = {},
   ): Promise<{ controller: Controller; metricsText: () => Promise<string> }> {
     await env.kube.create(namespaces, { apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } });
@@ -41,7 +41,7 @@ describe("Controller (real kube-apiserver)", function () {
       for: cms,
       watches: extra.withSecrets ? [{ informer: secs, map: mapToOwner("ConfigMap") }] : [],
       predicates: [],
-      reconcile: (key, ctx) => reconcile(key, ctx.retries),
+      reconcile: (key, ctx) => reconcile(key, ctx.retries, ctx.signal),
       concurrency: extra.concurrency ?? 2,
       metrics,
       logger: quietLogger,
@@ -147,6 +147,54 @@ describe("Controller (real kube-apiserver)", function () {
     await sleep(300);
     expect(overlaps).to.equal(0);
     expect(runs).to.be.greaterThan(2);
+  });
+
+  it("lets every concurrent reconcile listen on the abort signal without a leak warning, and still warns on a leak", async () => {
+    const namespace = "ctl-listeners";
+    const concurrency = 12;
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.name);
+    process.on("warning", onWarning);
+    try {
+      let active = 0;
+      let peak = 0;
+      let shared: AbortSignal | undefined;
+      await setup(
+        namespace,
+        async (_key, _retries, signal) => {
+          shared = signal;
+          // As many listeners as an apply and its SSH commands keep at once, removed when done.
+          const listeners = Array.from({ length: 4 }, () => (): void => undefined);
+          for (const l of listeners) signal.addEventListener("abort", l, { once: true });
+          active++;
+          peak = Math.max(peak, active);
+          await waitFor("all reconciles in flight", async () => (active >= concurrency ? true : undefined), {
+            timeoutMs: 5000,
+            intervalMs: 5,
+          }).catch(() => undefined);
+          await sleep(20);
+          for (const l of listeners) signal.removeEventListener("abort", l);
+          active--;
+        },
+        { concurrency },
+      );
+      await Promise.all(
+        Array.from({ length: concurrency }, (_, i) =>
+          env.kube.create(configMaps, { apiVersion: "v1", kind: "ConfigMap", metadata: { name: `l${i}`, namespace } }),
+        ),
+      );
+      await waitFor("reconciles done", async () => (peak === concurrency && active === 0 ? true : undefined), {
+        timeoutMs: 10_000,
+      });
+      await sleep(50); // warnings are emitted on the next tick
+      expect(warnings).to.not.include("MaxListenersExceededWarning");
+      // Listeners that are never removed pile up past the bound: that must still warn.
+      for (let i = 0; i < 10 + 4 * concurrency + 1; i++) shared?.addEventListener("abort", () => undefined);
+      await sleep(50);
+      expect(warnings).to.include("MaxListenersExceededWarning");
+    } finally {
+      process.off("warning", onWarning);
+    }
   });
 
   it("generationChanged skips status-only and metadata-only updates but not spec changes", () => {

@@ -207,4 +207,21 @@ describe("metrics server", function () {
     expect(body).to.include('nio_api_requests_total{verb="list",code="200"} 1');
     expect(body).to.include('nio_api_requests_total{verb="get",code="404"} 1');
   });
+
+  it("onRequest listeners see each request's verb, status code and path", async () => {
+    env = await startTestEnv();
+    const seen: [string, number, string][] = [];
+    env.kube.onRequest((verb, code, path) => seen.push([verb, code, path]));
+    const configMaps = { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true };
+    await env.kube.get(configMaps, { namespace: "default", name: "missing" }).catch(() => undefined);
+    await env.kube.create(configMaps, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name: "seen", namespace: "default" },
+    });
+    expect(seen).to.deep.equal([
+      ["get", 404, "/api/v1/namespaces/default/configmaps/missing"],
+      ["create", 201, "/api/v1/namespaces/default/configmaps"],
+    ]);
+  });
 });

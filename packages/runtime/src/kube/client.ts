@@ -44,10 +44,12 @@ export interface Kube {
   request<T>(method: string, path: string, body?: unknown, contentType?: string): Promise<T>;
   /** Requests made so far by verb (get, list, watch, create, update, patch, delete). */
   requestCounts(): Readonly<Record<string, number>>;
-  /** Called after every request with its verb and outcome; used to feed metrics. */
-  onRequest(listener: (verb: string, statusCode: number) => void): void;
+  /** Called after every request with its verb, outcome (0: no response) and path; feeds metrics and benchmarks. */
+  onRequest(listener: RequestListener): void;
   close(): void;
 }
+
+export type RequestListener = (verb: string, statusCode: number, path: string) => void;
 
 const contentTypes: Record<PatchType, string> = {
   merge: "application/merge-patch+json",
@@ -95,12 +97,12 @@ export function createKube(conn: KubeConnection, opts: { userAgent?: string; max
   const agent = new Agent({ keepAlive: true, maxSockets: opts.maxSockets ?? 32 });
   const transport = transportFor(conn, agent);
   const counts: Record<string, number> = {};
-  const listeners: ((verb: string, statusCode: number) => void)[] = [];
+  const listeners: RequestListener[] = [];
   const userAgent = opts.userAgent ?? "nio-runtime";
 
-  const count = (verb: string, statusCode: number): void => {
+  const count = (verb: string, statusCode: number, path: string): void => {
     counts[verb] = (counts[verb] ?? 0) + 1;
-    for (const l of listeners) l(verb, statusCode);
+    for (const l of listeners) l(verb, statusCode, path);
   };
 
   const open = async (
@@ -148,14 +150,14 @@ export function createKube(conn: KubeConnection, opts: { userAgent?: string; max
     try {
       res = await open(method, path, payload, payload ? { "Content-Type": contentType ?? "application/json" } : {});
     } catch (err) {
-      count(verb, 0);
+      count(verb, 0, path);
       throw err;
     }
     const text = await readBody(res).catch((err: unknown) => {
       throw transportError(method, path, err);
     });
     const status = res.statusCode ?? 0;
-    count(verb, status);
+    count(verb, status, path);
     if (status >= 200 && status < 300) return (text ? JSON.parse(text) : undefined) as T;
     throw apiError(method, path, status, text);
   };
@@ -179,11 +181,11 @@ export function createKube(conn: KubeConnection, opts: { userAgent?: string; max
     try {
       response = await open("GET", path, undefined, {}, signal);
     } catch (err) {
-      count("watch", 0);
+      count("watch", 0, path);
       throw err;
     }
     const status = response.statusCode ?? 0;
-    count("watch", status);
+    count("watch", status, path);
     if (status !== 200) throw apiError("GET", path, status, await readBody(response).catch(() => ""));
     // A socket that goes quiet without closing would hang the watch forever; the server sends bookmarks or
     // ends the watch within timeoutSeconds, so silence well beyond that means the connection is dead.
