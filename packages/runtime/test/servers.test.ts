@@ -192,7 +192,7 @@ describe("metrics server", function () {
   });
 
   it("instrumentKube counts real API requests by verb and code", async () => {
-    env = await startTestEnv();
+    env ??= await startTestEnv();
     const metrics = createRuntimeMetrics("nio");
     instrumentKube(env.kube, metrics);
     await env.kube.list({ group: "", version: "v1", plural: "namespaces", kind: "Namespace", namespaced: false });
@@ -209,7 +209,7 @@ describe("metrics server", function () {
   });
 
   it("onRequest listeners see each request's verb, status code and path", async () => {
-    env = await startTestEnv();
+    env ??= await startTestEnv(); // one control plane for this describe (stopped in after)
     const seen: [string, number, string][] = [];
     env.kube.onRequest((verb, code, path) => seen.push([verb, code, path]));
     const configMaps = { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap", namespaced: true };

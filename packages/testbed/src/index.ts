@@ -5,7 +5,7 @@ export {
   type ControlPlane,
   type ControlPlaneOptions,
 } from "./control-plane/control-plane.js";
-export { waitFor, sleep, run, runChecked, isAlive, type RunResult } from "./util/process.js";
+export { waitFor, sleep, run, runChecked, isAlive, runningProcesses, type RunResult } from "./util/process.js";
 export { freePort } from "./util/net.js";
 export { repoRoot, cacheDir } from "./util/paths.js";
 export { startTestbed, envFile, type Testbed, type TestbedOptions, type TestbedGit } from "./testbed.js";

@@ -26,6 +26,13 @@ export interface StartOptions {
   detached?: boolean;
 }
 
+const running = new Set<ManagedProcess>();
+
+/** The processes this Node process started with {@link startProcess} that have not ended yet. */
+export function runningProcesses(): readonly ManagedProcess[] {
+  return [...running];
+}
+
 export function startProcess(opts: StartOptions): ManagedProcess {
   const out = openSync(opts.logFile, "a");
   let child: ChildProcess;
@@ -48,13 +55,16 @@ export function startProcess(opts: StartOptions): ManagedProcess {
     child.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown"));
     child.once("error", () => resolve("spawn-error"));
   });
-  return {
+  const proc: ManagedProcess = {
     pid,
     name: opts.name,
     logFile: opts.logFile,
     exited,
     stop: (graceMs = 5000) => stopGroup(pid, graceMs, exited),
   };
+  running.add(proc);
+  void exited.then(() => running.delete(proc));
+  return proc;
 }
 
 /** Sends SIGTERM to the process group `pid`, then SIGKILL after `graceMs`. */
