@@ -27,7 +27,7 @@ export function createNicoMetrics(registry: Registry): NicoMetrics {
     clusterNodes,
     machineClaims: new Counter({
       name: "nico_machine_claims_total",
-      help: "Machine claim operations by result (claimed, released, conflict).",
+      help: "Machine claims by result: claimed, released, conflict (a claim given up: the Machine belongs to another cluster, or kept changing under retries).",
       labelNames: ["result"] as const,
       registers,
     }),
