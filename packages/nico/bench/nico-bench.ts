@@ -8,7 +8,7 @@
 // "Exist" is measured the same way on both sides: the write that created the last object was acknowledged (NICO's
 // server-side apply answered 201, the bare client's create returned). The `_watched_` figures are when a plain watch
 // saw them all, for both sides: during NICO's burst (plus NIO's two writes per new configuration) the API server's
-// watch delivery lags the writes by seconds and may close watches that fall 10 events behind (counted).
+// watch delivery lags the writes by seconds and may close watches that fall behind (counted).
 // One `name: value` line per figure.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -17,7 +17,7 @@ import { cp, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
-import { GitFixture, freePort, repoRoot, runChecked, startTestbed, waitFor } from "@nio/testbed";
+import { GitFixture, freePort, repoRoot, runChecked, sleep, startTestbed, waitFor } from "@nio/testbed";
 import { createKube, loadKubeConfig, type Kube, type KubeObject } from "@nio/runtime";
 import { createNico } from "../src/operator.js";
 import {
@@ -130,8 +130,8 @@ try {
     env: { METRICS_PORT: "0", HEALTH_CHECK_PORT: "0", BIND_ADDRESS: "127.0.0.1", ENABLE_LEADER_ELECTION: "false" },
   });
   await nico.start();
-  const nicoCreated = configurationCreationsAcknowledged(nico.manager.kube, NODES);
-  const watched = countCreations(kube, "default", NODES, await currentResourceVersion(kube, "default"));
+  const nicoCreated = settledLater(configurationCreationsAcknowledged(nico.manager.kube, NODES));
+  const watched = settledLater(countCreations(kube, "default", NODES, await currentResourceVersion(kube, "default")));
   const writesBefore = writes(nico.manager.kube.requestCounts());
   const closedWatchesBefore = await closedConfigurationWatches();
   const t0 = Date.now();
@@ -217,10 +217,22 @@ try {
   nio?.kill("SIGTERM");
   kube.close();
   // BENCH_KEEP_LOGS=DIR keeps the control plane's logs (kube-apiserver, etcd) for a look at a slow or failed run.
-  if (process.env.BENCH_KEEP_LOGS)
-    await cp(join(tb.dir, "control-plane", "logs"), process.env.BENCH_KEEP_LOGS, { recursive: true });
+  if (process.env.BENCH_KEEP_LOGS) {
+    await cp(join(tb.dir, "control-plane", "logs"), process.env.BENCH_KEEP_LOGS, { recursive: true }).catch(
+      (err: unknown) => console.error(`BENCH_KEEP_LOGS: ${String(err)}`),
+    );
+  }
   await tb.stop();
   await rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * `p`, marked as handled now: it is awaited later, and a rejection meanwhile must reach that await (and the `finally`
+ * that stops the testbed) instead of ending the process as an unhandled rejection.
+ */
+function settledLater<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
 }
 
 /**
@@ -229,12 +241,19 @@ try {
  */
 function configurationCreationsAcknowledged(client: Kube, count: number): Promise<number> {
   const created = new Set<string>();
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`NICO created ${created.size} of ${count} configurations in ten minutes`)),
+      600_000,
+    );
+    timer.unref();
     client.onRequest((verb, code, path) => {
       const m = /\/nixosconfigurations\/([^/?]+)$/.exec(path.split("?")[0] ?? "");
       if (verb !== "patch" || code !== 201 || !m?.[1] || created.size >= count) return;
       created.add(m[1]);
-      if (created.size === count) resolve(Date.now());
+      if (created.size < count) return;
+      clearTimeout(timer);
+      resolve(Date.now());
     });
   });
 }
@@ -246,34 +265,36 @@ async function currentResourceVersion(client: Kube, namespace: string): Promise<
 /**
  * Resolves with the time a plain watch (no informer) has seen `count` NixosConfigurations created in `namespace`
  * after `resourceVersion`. Under a write burst the API server's watch delivery lags the writes by seconds (and it may
- * end a watch early: the count goes on from the last event seen).
+ * end a watch early: the count goes on from the last event seen). Rejects after ten minutes or when `signal` aborts.
  */
 async function countCreations(
   client: Kube,
   namespace: string,
   count: number,
   resourceVersion: string,
+  signal?: AbortSignal,
 ): Promise<number> {
   const seen = new Set<string>();
   let from = resourceVersion;
   const deadline = Date.now() + 600_000;
-  while (Date.now() < deadline) {
+  for (let left = deadline - Date.now(); left > 0 && !signal?.aborted; left = deadline - Date.now()) {
     const stop = new AbortController();
+    const onAbort = (): void => stop.abort();
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      for await (const ev of client.watch(
-        nixosConfigurations,
-        { namespace, resourceVersion: from, timeoutSeconds: 600 },
-        stop.signal,
-      )) {
+      const opts = { namespace, resourceVersion: from, timeoutSeconds: Math.max(1, Math.ceil(left / 1000)) };
+      for await (const ev of client.watch(nixosConfigurations, opts, stop.signal)) {
         from = ev.object.metadata.resourceVersion ?? from;
         if (ev.type === "ADDED") seen.add(ev.object.metadata.name ?? "");
         if (seen.size >= count) return Date.now();
       }
     } finally {
+      signal?.removeEventListener("abort", onAbort);
       stop.abort();
     }
+    await sleep(100); // the server ended the watch: resume, without spinning if it keeps doing so at once
   }
-  throw new Error(`watched ${seen.size} of ${count} configurations being created in ten minutes`);
+  throw new Error(`a watch saw ${seen.size} of ${count} configurations being created (ten minutes, or stopped)`);
 }
 
 /**
@@ -299,12 +320,19 @@ async function createBaseline(
         spec: { ...c.spec, suspend: true },
       }) as KubeObject,
   );
-  const watched = countCreations(client, "baseline", copies.length, await currentResourceVersion(client, "baseline"));
+  const stopWatching = new AbortController();
+  const rv = await currentResourceVersion(client, "baseline");
+  const watched = settledLater(countCreations(client, "baseline", copies.length, rv, stopWatching.signal));
   const t = Date.now();
-  if (parallel) {
-    await Promise.all(copies.map((c) => client.create(nixosConfigurations, c)));
-  } else {
-    for (const c of copies) await client.create(nixosConfigurations, c);
+  try {
+    if (parallel) {
+      await Promise.all(copies.map((c) => client.create(nixosConfigurations, c)));
+    } else {
+      for (const c of copies) await client.create(nixosConfigurations, c);
+    }
+  } catch (err) {
+    stopWatching.abort();
+    throw err;
   }
   const acked = (Date.now() - t) / 1000;
   const seen = ((await watched) - t) / 1000;
@@ -322,8 +350,8 @@ async function createBaseline(
 }
 
 /**
- * NixosConfiguration watches the API server closed because their client fell behind (it does that to every watcher
- * whose buffer of 10 events stays full; informers then resume from their last resourceVersion).
+ * NixosConfiguration watches the API server closed because their client fell behind (it does that to a watcher whose
+ * buffer, at least 10 events, stays full; informers then resume from their last resourceVersion).
  */
 async function closedConfigurationWatches(): Promise<number> {
   const text = await new Promise<string>((resolve, reject) => {
@@ -334,6 +362,11 @@ async function closedConfigurationWatches(): Promise<number> {
         headers: { Authorization: `Bearer ${tb.controlPlane.adminToken}` },
       },
       (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new Error(`GET /metrics of the API server: HTTP ${res.statusCode}`));
+          return;
+        }
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));

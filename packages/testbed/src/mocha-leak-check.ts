@@ -1,5 +1,6 @@
 // Root hook of the test run (`require` in .mocharc.json): a test that leaves a testbed process running (a control
 // plane, an sshd host, a git server) fails the run, and the process is stopped instead of outliving it.
+// Root hooks run before top-level (outside any describe) `after` hooks: stop testbeds in a describe's `after`.
 import { runningProcesses } from "./util/process.js";
 
 export const mochaHooks = {

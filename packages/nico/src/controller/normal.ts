@@ -21,7 +21,7 @@ import {
   type MachineObject,
 } from "../resources.js";
 import { nodeFailure, planRollout, type RolloutDecision, type RolloutNode } from "../rollout.js";
-import { claimMachine, releaseMachine, type ClaimResult } from "../selection/claims.js";
+import { ClaimConflictError, claimMachine, releaseMachine, type ClaimResult } from "../selection/claims.js";
 import { batchEvent, plural } from "../events.js";
 import { planSelection, type SelectionPlan } from "../selection/select.js";
 import { ensureJoinToken } from "../token.js";
@@ -228,7 +228,8 @@ async function claimOne(deps: ClusterControllerDeps, s: Scope, n: NodeIntent): P
     if (result === "claimed") deps.metrics.machineClaims.inc({ result: "claimed" });
     return result;
   } catch (err) {
-    deps.metrics.machineClaims.inc({ result: "conflict" });
+    // Only a claim lost to another writer counts; API or transport failures show in the reconcile error metrics.
+    if (err instanceof ClaimConflictError) deps.metrics.machineClaims.inc({ result: "conflict" });
     throw err;
   }
 }
